@@ -1,0 +1,1 @@
+"""Tamper-evident audit trail: event recording, Merkle sealing, signed checkpoints, proofs."""

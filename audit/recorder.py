@@ -1,0 +1,73 @@
+"""Writing audit events: inside the caller's transaction, or in one of their own.
+
+Whatever path a request takes, exactly one event leaves it: services record in
+their own transaction (so the action and its event commit or vanish together),
+and the request middleware records everything else before the response starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from audit.context import RequestAudit, outcome_for_status
+from service.db.base import utcnow
+from service.ids import new_id
+from service.models import AuditEvent
+
+# Keys whose values must never reach the trail, whatever a caller puts in details.
+_SECRET_MARKERS = ("secret", "token", "password", "assertion", "authorization", "private", "d")
+
+
+def _scrub(details: Mapping[str, object]) -> dict[str, object]:
+    clean: dict[str, object] = {}
+    for key, value in details.items():
+        lowered = key.lower()
+        if lowered == "d" or any(m in lowered for m in _SECRET_MARKERS if m != "d"):
+            clean[key] = "[redacted]"
+        elif isinstance(value, Mapping):
+            clean[key] = _scrub(value)
+        else:
+            clean[key] = value
+    return clean
+
+
+def build_event(ctx: RequestAudit, status: int, *, now: datetime | None = None) -> AuditEvent:
+    outcome = ctx.outcome or outcome_for_status(status)
+    return AuditEvent(
+        id=new_id("evt"),
+        occurred_at=now or utcnow(),
+        actor_client_id=ctx.actor_client_id,
+        actor_name=ctx.actor_name,
+        actor_kind=ctx.actor_kind,
+        action=ctx.action or f"http.{ctx.method.lower()}",
+        target_type=ctx.target_type,
+        target_id=ctx.target_id,
+        uscc=ctx.uscc,
+        purpose=ctx.purpose,
+        outcome=outcome,
+        status=status,
+        request_id=ctx.request_id,
+        ip=ctx.ip,
+        details=_scrub({"method": ctx.method, "path": ctx.path, **ctx.details}),
+    )
+
+
+def record_in_session(session: Session, ctx: RequestAudit, status: int) -> AuditEvent:
+    """Add the request's event to ``session``; it counts once that session commits."""
+    event = build_event(ctx, status)
+    session.add(event)
+    ctx.pending_event_id = event.id
+    return event
+
+
+def record_standalone(
+    session_factory: Callable[[], Session], ctx: RequestAudit, status: int
+) -> None:
+    """Write the request's event in its own transaction (raises if it cannot)."""
+    with session_factory() as session, session.begin():
+        event = build_event(ctx, status)
+        session.add(event)
+    ctx.recorded_event_id = event.id

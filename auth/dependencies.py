@@ -1,0 +1,99 @@
+"""Resource protection: one ``Annotated`` alias per scope, deny by default.
+
+A route that declares none of these aliases has no principal and the route-table
+test fails, so no ``/v1`` route can be served without a scope.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Request, Security
+from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
+from fastapi.security import OAuth2, SecurityScopes
+
+from audit.context import RequestAudit
+from auth.principal import Principal
+from auth.tokens import TokenRejected, TokenVerifier
+from schemas.enums import Scope
+from service.problems import ProblemError
+
+SCOPE_DESCRIPTIONS = {
+    Scope.CREDIT_CHECK.value: "Create and read the client's own credit checks",
+    Scope.CREDIT_DETAIL.value: "The records behind a verdict",
+    Scope.CREDIT_PII.value: "Unmasked personal data (needs a consent reference per check)",
+    Scope.ADMIN_CLIENTS.value: "Manage platform clients and rate plans",
+    Scope.ADMIN_DATA.value: "Manage merchants, credit records, imports and the verdict policy",
+    Scope.AUDIT_READ.value: "Read, export and verify the audit trail; usage statistics",
+}
+
+oauth2_scheme = OAuth2(
+    flows=OAuthFlows(
+        clientCredentials=OAuthFlowClientCredentials(
+            tokenUrl="/oauth/token", scopes=SCOPE_DESCRIPTIONS
+        )
+    ),
+    scheme_name="oauth2",
+    auto_error=False,
+)
+REALM = 'realm="creditshare"'
+
+
+def _unauthorized(error: str | None) -> ProblemError:
+    challenge = f"Bearer {REALM}" + (f', error="{error}"' if error else "")
+    return ProblemError("unauthorized", headers={"WWW-Authenticate": challenge})
+
+
+def authenticate(request: Request, authorization: str | None) -> Principal:
+    """The principal behind the bearer token in the Authorization header (never the query)."""
+    ctx: RequestAudit | None = getattr(request.state, "audit", None)
+    if not authorization:
+        if ctx is not None:
+            ctx.details["auth_error"] = "missing_token"
+        raise _unauthorized(None)
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        if ctx is not None:
+            ctx.details["auth_error"] = "not_bearer"
+        raise _unauthorized("invalid_request")
+    verifier: TokenVerifier = request.app.state.token_verifier
+    try:
+        principal = verifier.principal(verifier.validate(token.strip()))
+    except TokenRejected as exc:
+        if ctx is not None:
+            ctx.details["auth_error"] = exc.reason
+        raise _unauthorized("invalid_token") from None
+    if ctx is not None:
+        ctx.set_actor(principal.client_id, principal.name, principal.kind)
+    request.state.principal = principal
+    return principal
+
+
+async def require_scopes(
+    request: Request,
+    security_scopes: SecurityScopes,
+    authorization: Annotated[str | None, Security(oauth2_scheme)],
+) -> Principal:
+    principal = authenticate(request, authorization)
+    missing = [s for s in security_scopes.scopes if s not in principal.scopes]
+    if missing:
+        ctx: RequestAudit | None = getattr(request.state, "audit", None)
+        if ctx is not None:
+            ctx.details["missing_scope"] = " ".join(missing)
+        raise ProblemError(
+            "forbidden",
+            headers={
+                "WWW-Authenticate": f'Bearer {REALM}, error="insufficient_scope", scope="{" ".join(missing)}"'
+            },
+        )
+    return principal
+
+
+CreditCheckAccess = Annotated[
+    Principal, Security(require_scopes, scopes=[Scope.CREDIT_CHECK.value])
+]
+AdminClientsAccess = Annotated[
+    Principal, Security(require_scopes, scopes=[Scope.ADMIN_CLIENTS.value])
+]
+AdminDataAccess = Annotated[Principal, Security(require_scopes, scopes=[Scope.ADMIN_DATA.value])]
+AuditReadAccess = Annotated[Principal, Security(require_scopes, scopes=[Scope.AUDIT_READ.value])]

@@ -1,0 +1,293 @@
+"""The OAuth 2.0 authorization server: authlib does the protocol, this module adapts it.
+
+authlib has no FastAPI integration, so :class:`FormRequest` carries an already
+parsed form into authlib's request type, and :meth:`handle_response` hands
+authlib's ``(status, body, headers)`` back to the router. Everything RFC 6749,
+7523, 7662, 7009 and 9068 say is authlib's code; ours only answers its questions
+(which client, which keys, was this ``jti`` seen, is this token ours).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from authlib.oauth2.rfc6749 import AuthorizationServer, ClientCredentialsGrant
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidScopeError
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload, OAuth2Request
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from auth.directory import AuthDirectory, record_revocation
+from auth.keys import TOKEN_ALG, KeyStore
+from auth.registry import RegisteredClient, load_active
+from auth.tokens import TokenRejected, TokenVerifier, ValidatedToken
+from schemas.enums import Scope
+from service.models import UsedAssertion
+
+ASSERTION_ALGORITHMS = ["ES256", "PS256", "EdDSA"]
+AUTH_METHODS = ["client_secret_basic", "private_key_jwt"]
+MAX_ASSERTION_LIFETIME = 300
+
+
+class FormRequest(OAuth2Request):
+    """authlib's request, built from a form the router has already read.
+
+    authlib checks that the request URI is https. TLS ends at the proxy in front
+    of the API, and the settings already refuse a non-https issuer in ``prod``,
+    so the URI handed over is the endpoint path under an https origin.
+    """
+
+    def __init__(self, path: str, headers: Mapping[str, str], form: dict[str, str]) -> None:
+        super().__init__("POST", "https://creditshare.internal" + path, headers=headers)
+        self._form = form
+        self.payload = BasicOAuth2Payload(form)
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self._form
+
+    @property
+    def args(self) -> dict[str, str]:
+        return {}
+
+
+class TokenRecord:
+    """A validated access token, as authlib's introspection and revocation see it."""
+
+    def __init__(self, token: ValidatedToken, directory: AuthDirectory) -> None:
+        self.token = token
+        self._directory = directory
+
+    def check_client(self, client: RegisteredClient) -> bool:
+        return client.client_id == self.token.client_id
+
+    def get_scope(self) -> str:
+        return " ".join(sorted(self.token.scopes))
+
+    def get_expires_in(self) -> int:
+        return max(0, self.token.exp - int(time.time()))
+
+    def is_expired(self) -> bool:
+        return self.token.exp <= time.time()
+
+    def is_revoked(self) -> bool:
+        info = self._directory.client(self.token.client_id)
+        return self._directory.is_revoked(self.token.jti) or info is None or not info.active
+
+
+class PrivateKeyJWT(JWTBearerClientAssertion):
+    """RFC 7523 client authentication with a key the client registered."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def __init__(self, issuer: str, session_factory: Callable[[], Session]) -> None:
+        super().__init__(validate_jti=True, leeway=30)
+        self._issuer = issuer
+        self._session_factory = session_factory
+
+    def get_audiences(self) -> list[str]:
+        return [self._issuer]
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGORITHMS)
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            raise InvalidClientError(
+                status_code=401, description="Invalid client assertion."
+            ) from exc
+        claims = token.claims
+        exp = claims.get("exp")
+        if (
+            isinstance(exp, int | float)
+            and exp - time.time() > MAX_ASSERTION_LIFETIME + self.leeway
+        ):
+            raise InvalidClientError(
+                status_code=401, description="Client assertion lives too long."
+            )
+        aud = claims.get("aud")
+        if isinstance(aud, list) and len(aud) != 1:
+            raise InvalidClientError(
+                status_code=401, description="Client assertion audience is not the issuer."
+            )
+        self.verify_claims(token.claims)
+        return token.claims
+
+    def resolve_client_public_key(self, client: RegisteredClient) -> KeySet:
+        if not client.jwks:
+            raise InvalidClientError(
+                status_code=401, description="The client has no registered keys."
+            )
+        return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
+
+    def validate_jti(self, claims: Any, jti: Any) -> bool:
+        if not isinstance(jti, str) or not 8 <= len(jti) <= 200:
+            return False
+        exp = datetime.fromtimestamp(float(claims.get("exp", time.time() + 300)), UTC)
+        try:
+            with self._session_factory() as session, session.begin():
+                session.execute(
+                    delete(UsedAssertion).where(UsedAssertion.expires_at < datetime.now(UTC))
+                )
+                session.add(UsedAssertion(client_id=str(claims["sub"]), jti=jti, expires_at=exp))
+        except IntegrityError:
+            return False
+        return True
+
+
+class ScopedClientCredentialsGrant(ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    def validate_requested_scope(self) -> None:
+        super().validate_requested_scope()
+        requested = (self.request.payload.scope or "").split()
+        client: RegisteredClient = self.request.client
+        if requested and not set(requested) <= set(client.scopes):
+            raise InvalidScopeError(
+                description="A requested scope is not registered for this client."
+            )
+
+
+class AccessTokenGenerator(JWTBearerTokenGenerator):
+    def __init__(self, issuer: str, audience: str, keys: KeyStore, ttl: int) -> None:
+        super().__init__(issuer=issuer, alg=TOKEN_ALG, expires_generator=lambda _c, _g: ttl)
+        self._audience = audience
+        self._keys = keys
+
+    def get_jwks(self) -> KeySet:
+        signer = self._keys.view().token_signer
+        if signer is None:
+            raise RuntimeError("no active token signing key")
+        return KeySet([signer])
+
+    def get_audiences(self, client: Any, user: Any, scope: Any) -> str:
+        return self._audience
+
+    def get_jti(self, client: Any, grant_type: Any, user: Any, scope: Any) -> str:
+        return secrets.token_urlsafe(18)
+
+
+class _TokenLookup:
+    def __init__(self, verifier: TokenVerifier, directory: AuthDirectory) -> None:
+        self._verifier = verifier
+        self._directory = directory
+
+    def query(self, token_string: str) -> TokenRecord | None:
+        try:
+            return TokenRecord(self._verifier.decode(token_string), self._directory)
+        except TokenRejected:
+            return None
+
+
+class Introspection(IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def __init__(self, lookup: _TokenLookup, issuer: str, audience: str) -> None:
+        super().__init__()
+        self._lookup = lookup
+        self._issuer = issuer
+        self._audience = audience
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> TokenRecord | None:
+        return self._lookup.query(token_string)
+
+    def check_permission(self, token: TokenRecord, client: RegisteredClient, request: Any) -> bool:
+        return token.check_client(client)
+
+    def introspect_token(self, token: TokenRecord) -> dict[str, Any]:
+        t = token.token
+        return {
+            "active": True,
+            "client_id": t.client_id,
+            "sub": t.client_id,
+            "scope": token.get_scope(),
+            "token_type": "Bearer",
+            "iss": self._issuer,
+            "aud": self._audience,
+            "exp": t.exp,
+            "iat": t.iat,
+            "jti": t.jti,
+        }
+
+
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def __init__(
+        self, lookup: _TokenLookup, session_factory: Callable[[], Session], directory: AuthDirectory
+    ) -> None:
+        super().__init__()
+        self._lookup = lookup
+        self._session_factory = session_factory
+        self._directory = directory
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> TokenRecord | None:
+        return self._lookup.query(token_string)
+
+    def revoke_token(self, token: TokenRecord, request: Any) -> None:
+        t = token.token
+        with self._session_factory() as session, session.begin():
+            record_revocation(session, jti=t.jti, client_id=t.client_id, expires_at=float(t.exp))
+        self._directory.token_revoked(t.jti, float(t.exp))
+
+
+class CreditShareAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
+    def __init__(
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        session_factory: Callable[[], Session],
+        keys: KeyStore,
+        verifier: TokenVerifier,
+        directory: AuthDirectory,
+        token_ttl: int,
+    ) -> None:
+        super().__init__(scopes_supported=[s.value for s in Scope])
+        self.issuer = issuer
+        self._session_factory = session_factory
+        self.register_client_auth_method("private_key_jwt", PrivateKeyJWT(issuer, session_factory))
+        self.register_grant(ScopedClientCredentialsGrant)
+        self.register_token_generator(
+            "default", AccessTokenGenerator(issuer, audience, keys, token_ttl)
+        )
+        lookup = _TokenLookup(verifier, directory)
+        self.register_endpoint(Introspection(lookup, issuer, audience))
+        self.register_endpoint(Revocation(lookup, session_factory, directory))
+
+    def query_client(self, client_id: str) -> RegisteredClient | None:
+        with self._session_factory() as session:
+            return load_active(session, client_id)
+
+    def save_token(self, token: dict[str, Any], request: Any) -> None:
+        """JWT access tokens are self-contained: nothing to store."""
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def create_oauth2_request(self, request: Any) -> OAuth2Request:
+        assert isinstance(request, FormRequest)
+        return request
+
+    def handle_response(
+        self, status: int, body: Any, headers: Any
+    ) -> tuple[int, Any, list[tuple[str, str]]]:
+        header_list = [(str(k), str(v)) for k, v in (headers or [])]
+        if isinstance(body, dict) and body.get("error") == "invalid_client":
+            status = 401
+            if not any(k.lower() == "www-authenticate" for k, _ in header_list):
+                header_list.append(
+                    ("WWW-Authenticate", 'Basic realm="creditshare", error="invalid_client"')
+                )
+        return status, body, header_list

@@ -1,0 +1,138 @@
+"""Access tokens (RFC 9068 JWTs): validation on the resource side, with a cache.
+
+Validation is joserfc's: signature with a key from our own JWKS chosen by
+``kid``, ES256 only (never ``none`` or HMAC), header ``typ: at+jwt``, and the
+registered claims. A token that validated once is remembered until it expires,
+so the signature is not checked again on every request; revocation and client
+suspension are still consulted each time (in memory).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+
+from auth.directory import AuthDirectory
+from auth.keys import TOKEN_ALG, KeyStore
+from auth.principal import Principal
+
+MAX_TOKEN_LENGTH = 4096
+CACHE_SIZE = 50_000
+ACCEPTED_TYP = {"at+jwt", "application/at+jwt"}
+
+
+class TokenRejected(Exception):
+    """The token is missing, malformed, forged, expired, revoked or for another audience.
+
+    ``reason`` is for logs and the audit trail, never for the client beyond RFC 6750's
+    ``invalid_token``.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedToken:
+    client_id: str
+    jti: str
+    scopes: frozenset[str]
+    exp: int
+    iat: int
+    claims: dict[str, Any]
+
+
+class TokenVerifier:
+    def __init__(
+        self, keys: KeyStore, directory: AuthDirectory, *, issuer: str, audience: str
+    ) -> None:
+        self._keys = keys
+        self._directory = directory
+        self._issuer = issuer
+        self._audience = audience
+        self._cache: OrderedDict[str, ValidatedToken] = OrderedDict()
+        self._lock = threading.Lock()
+        self._claims = jwt.JWTClaimsRegistry(
+            leeway=5,
+            iss={"essential": True, "value": issuer},
+            aud={"essential": True, "value": audience},
+            exp={"essential": True},
+            iat={"essential": True},
+            sub={"essential": True},
+            jti={"essential": True},
+            client_id={"essential": True},
+        )
+
+    def decode(self, token: str) -> ValidatedToken:
+        """Verify signature and claims (no revocation check): shared with introspection."""
+        if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+            raise TokenRejected("malformed")
+        view = self._keys.view()
+        try:
+            decoded = jwt.decode(token, view.token_verifiers, algorithms=[TOKEN_ALG])
+        except (JoseError, ValueError, TypeError, KeyError) as exc:
+            raise TokenRejected("signature") from exc
+        if str(decoded.header.get("typ", "")).lower() not in ACCEPTED_TYP:
+            raise TokenRejected("typ")
+        claims = decoded.claims
+        try:
+            self._claims.validate(claims)
+        except JoseError as exc:
+            raise TokenRejected("expired" if "exp" in str(exc).lower() else "claims") from exc
+        if claims.get("sub") != claims.get("client_id") or not isinstance(
+            claims.get("scope", ""), str
+        ):
+            raise TokenRejected("claims")
+        return ValidatedToken(
+            client_id=str(claims["client_id"]),
+            jti=str(claims["jti"]),
+            scopes=frozenset(str(claims.get("scope", "")).split()),
+            exp=int(claims["exp"]),
+            iat=int(claims["iat"]),
+            claims=dict(claims),
+        )
+
+    def validate(self, token: str) -> ValidatedToken:
+        now = time.time()
+        cached = self._cache.get(token)
+        if cached is None or cached.exp <= now:
+            cached = self.decode(token)
+            with self._lock:
+                self._cache[token] = cached
+                if len(self._cache) > CACHE_SIZE:
+                    self._evict(now)
+        if self._directory.is_revoked(cached.jti):
+            raise TokenRejected("revoked")
+        return cached
+
+    def _evict(self, now: float) -> None:
+        expired = [k for k, v in self._cache.items() if v.exp <= now]
+        for key in expired:
+            self._cache.pop(key, None)
+        while len(self._cache) > CACHE_SIZE:
+            self._cache.popitem(last=False)
+
+    def principal(self, token: ValidatedToken) -> Principal:
+        """Combine the token with the client's current registration (scopes can only shrink)."""
+        info = self._directory.client(token.client_id) or self._directory.load_client(
+            token.client_id
+        )
+        if info is None or not info.active:
+            raise TokenRejected("client_inactive")
+        return Principal(
+            client_id=info.client_id,
+            name=info.name,
+            kind=info.kind,
+            scopes=token.scopes & info.scopes,
+            purposes=info.purposes,
+            rate_plan=info.rate_plan,
+            token_jti=token.jti,
+            token_exp=token.exp,
+        )

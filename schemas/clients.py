@@ -1,0 +1,79 @@
+"""Platform clients and rate plans (administration)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, StringConstraints
+
+from schemas.common import ShortText, StrictModel
+from schemas.enums import AuthMethod, ClientStatus, Purpose, Scope
+
+PlanName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+
+class JWKSet(StrictModel):
+    keys: list[dict[str, Any]] = Field(min_length=1, max_length=10)
+
+
+class ClientCreate(StrictModel):
+    name: ShortText
+    platform_uscc: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    scopes: list[Scope] = Field(min_length=1, max_length=6)
+    purposes: list[Purpose] = Field(default_factory=list, max_length=5)
+    rate_plan: PlanName = "standard"
+    token_endpoint_auth_method: AuthMethod = AuthMethod.CLIENT_SECRET_BASIC
+    jwks: JWKSet | None = None
+
+
+class ClientUpdate(StrictModel):
+    """Only what an administrator may change; anything else is refused (422)."""
+
+    name: ShortText | None = None
+    scopes: list[Scope] | None = Field(default=None, min_length=1, max_length=6)
+    purposes: list[Purpose] | None = Field(default=None, max_length=5)
+    rate_plan: PlanName | None = None
+    jwks: JWKSet | None = None
+    status: ClientStatus | None = None
+
+
+class ClientOut(BaseModel):
+    client_id: str
+    name: str
+    platform_uscc: str | None
+    scopes: list[str]
+    purposes: list[str]
+    rate_plan: str
+    status: ClientStatus
+    token_endpoint_auth_method: AuthMethod
+    jwks: dict[str, Any] | None = None
+    created_at: datetime
+    updated_at: datetime
+    secret_rotated_at: datetime | None = None
+
+
+class ClientCreated(ClientOut):
+    client_secret: str | None = Field(
+        default=None, description="Shown once, only for client_secret_basic clients"
+    )
+
+
+class SecretRotated(BaseModel):
+    client_id: str
+    client_secret: str
+    secret_rotated_at: datetime
+
+
+class RatePlanIn(StrictModel):
+    requests_per_second: float = Field(gt=0, le=100_000)
+    burst: int = Field(ge=1, le=1_000_000)
+    daily_quota: int = Field(ge=1, le=100_000_000)
+
+
+class RatePlanOut(BaseModel):
+    name: str
+    requests_per_second: float
+    burst: int
+    daily_quota: int
+    updated_at: datetime

@@ -1,0 +1,1 @@
+"""creditshare: the credit information sharing API of a public credit center."""

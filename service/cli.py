@@ -1,0 +1,196 @@
+"""The ``creditshare`` command (also ``python -m service.cli``).
+
+Every command reads the same ``CREDITSHARE_*`` settings as the server.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from service.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="creditshare: credit information sharing API"
+)
+db_app = typer.Typer(no_args_is_help=True, help="Database schema")
+demo_app = typer.Typer(no_args_is_help=True, help="Demo data")
+clients_app = typer.Typer(no_args_is_help=True, help="OAuth clients")
+keys_app = typer.Typer(no_args_is_help=True, help="Signing keys")
+audit_app = typer.Typer(no_args_is_help=True, help="Audit trail")
+openapi_app = typer.Typer(no_args_is_help=True, help="OpenAPI document")
+app.add_typer(db_app, name="db")
+app.add_typer(demo_app, name="demo")
+app.add_typer(clients_app, name="clients")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(openapi_app, name="openapi")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        typer.echo(f"error: unsafe or invalid settings: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes")] = 1,
+) -> None:
+    """Serve the API with uvicorn."""
+    import uvicorn
+
+    settings = _settings()
+    from service.db.engine import make_engine
+    from service.db.migrate import SchemaMismatch, ensure_current
+
+    engine = make_engine(settings.effective_database_url, pool_size=1)
+    try:
+        ensure_current(engine)
+    except SchemaMismatch as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        engine.dispose()
+    uvicorn.run(
+        "service.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        server_header=False,
+        proxy_headers=False,
+        timeout_graceful_shutdown=20,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the newest schema (idempotent)."""
+    from service.db.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.effective_database_url)
+    typer.echo("database is up to date")
+
+
+@clients_app.command("create")
+def clients_create(
+    name: Annotated[str, typer.Option("--name", help="Client name")],
+    scopes: Annotated[
+        str, typer.Option("--scopes", help='Space-separated, e.g. "credit:check credit:detail"')
+    ],
+    purposes: Annotated[str, typer.Option("--purposes", help="Space-separated purposes")] = "",
+    rate_plan: Annotated[str, typer.Option("--rate-plan", help="Rate plan name")] = "standard",
+    platform_uscc: Annotated[
+        str | None, typer.Option("--platform-uscc", help="The platform's own USCC")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print {client_id, client_secret} as JSON")
+    ] = False,
+) -> None:
+    """Register a client_secret_basic client and print its id and secret (shown once)."""
+    from pydantic import ValidationError
+
+    from auth.registry import create_client
+    from schemas.clients import ClientCreate
+    from service.db.engine import make_engine
+    from service.db.session import make_sessionmaker
+    from service.problems import ProblemError
+
+    settings = _settings()
+    try:
+        data = ClientCreate(
+            name=name,
+            scopes=scopes.split(),  # type: ignore[arg-type]
+            purposes=purposes.replace(",", " ").split(),  # type: ignore[arg-type]
+            rate_plan=rate_plan,
+            platform_uscc=platform_uscc,
+        )
+    except ValidationError as exc:
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
+        raise _fail(f"invalid value for: {fields}", 2) from None
+    engine = make_engine(settings.effective_database_url, pool_size=1)
+    try:
+        with make_sessionmaker(engine)() as session, session.begin():
+            row, secret = create_client(session, data)
+            client_id = row.client_id
+    except ProblemError as exc:
+        detail = "; ".join(f"{f}: {m}" for f, m in exc.errors) or exc.slug
+        raise _fail(detail, 2) from None
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps({"client_id": client_id, "client_secret": secret}))
+    else:
+        typer.echo(f"client_id:     {client_id}")
+        typer.echo(f"client_secret: {secret}")
+        typer.echo("The secret is shown once; store it now.", err=True)
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    use: Annotated[
+        str, typer.Option(help="token (access tokens, receipts) or audit (checkpoints)")
+    ] = "token",
+) -> None:
+    """Create a new signing key; the old one stays in the JWKS for the overlap period."""
+    from auth.keys import AUDIT_USE, TOKEN_USE, KeyStore
+    from service.crypto import load_keyring
+    from service.db.engine import make_engine
+    from service.db.session import make_sessionmaker
+
+    if use not in (TOKEN_USE, AUDIT_USE):
+        raise _fail("--use must be token or audit", 2)
+    settings = _settings()
+    engine = make_engine(settings.effective_database_url, pool_size=1)
+    try:
+        store = KeyStore(
+            make_sessionmaker(engine),
+            load_keyring(settings),
+            overlap_seconds=settings.key_overlap_seconds,
+        )
+        store.ensure()
+        kid = store.rotate(use)
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"new {use} key: {kid} (previous key published for {settings.key_overlap_seconds} s more)"
+    )
+
+
+@openapi_app.command("export")
+def openapi_export(
+    out: Annotated[Path, typer.Option(help="Where to write the document")] = Path(
+        "openapi/openapi.json"
+    ),
+) -> None:
+    """Write the OpenAPI document the app serves."""
+    from service.openapi_export import render_openapi
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_openapi())
+    typer.echo(f"wrote {out}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

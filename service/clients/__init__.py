@@ -1,0 +1,1 @@
+"""Administration of platform clients and rate plans (``admin:clients``)."""

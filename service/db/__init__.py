@@ -1,0 +1,1 @@
+"""Database access: engine, session dependency, declarative base, migrations."""

@@ -1,0 +1,1 @@
+"""Deterministic synthetic data for demos, load tests and local development."""

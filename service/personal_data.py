@@ -1,0 +1,42 @@
+"""Personal data of natural persons (PIPL): masking and encryption at rest.
+
+The owner of an individual business (USCC prefix ``92``) is a natural person:
+their name and id number are stored encrypted (bound to the merchant's code as
+associated data), next to a masked copy that is the only form shown without
+``credit:pii`` and a consent reference.
+"""
+
+from __future__ import annotations
+
+from service.crypto import KeyRing
+
+PURPOSE = "personal-data"
+
+
+def mask_name(name: str) -> str:
+    """``张三`` -> ``张*``, ``欧阳娜娜`` -> ``欧***``; Latin names keep their first letter."""
+    name = name.strip()
+    if not name:
+        return name
+    return name[0] + "*" * max(1, len(name) - 1)
+
+
+def mask_id_number(number: str) -> str:
+    """``120101199001011234`` -> ``1201**********1234`` (first 4 and last 4 kept)."""
+    number = number.strip()
+    if len(number) <= 8:
+        return "*" * len(number)
+    return number[:4] + "*" * (len(number) - 8) + number[-4:]
+
+
+def seal(keyring: KeyRing, value: str, *, uscc: str, field: str) -> str:
+    return keyring.encrypt(value, purpose=PURPOSE, context=f"{uscc}/{field}")
+
+
+def unseal(keyring: KeyRing, token: str, *, uscc: str, field: str) -> str:
+    return keyring.decrypt(token, purpose=PURPOSE, context=f"{uscc}/{field}")
+
+
+def is_personal(entity_type: str) -> bool:
+    """Whether the merchant's representative is protected personal data."""
+    return entity_type == "INDIVIDUAL_BUSINESS"

@@ -1,0 +1,196 @@
+"""Redis limiter: the in-process algorithm (see ``memory.py``) in one atomic Lua script.
+
+One key per client key, a hash ``cs:rl:{<key>}`` with fields ``tat`` (µs), ``day`` (the
+Asia/Shanghai day number) and ``used`` (units charged that day). It expires at the later
+of its TAT and the end of its Shanghai day, i.e. exactly when it no longer differs from a
+fresh key. The braces make it a Redis Cluster hash tag, harmless on a single server.
+
+Time comes from ``redis.call('TIME')`` so that every API node shares one clock. Lua
+numbers are doubles; all values are integer microseconds below 2**53 (see ``plans.py``),
+so the arithmetic is exact and matches the Python implementation bit for bit.
+Needs Redis >= 5 (effects replication by default, so calling TIME before a write is fine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+from redis.retry import Retry
+
+from service.ratelimit.base import (
+    DAY_SECONDS,
+    SHANGHAI_UTC_OFFSET_SECONDS,
+    LimiterUnavailable,
+    check_cost,
+)
+from service.ratelimit.decision import REASON_CODES, Decision, decision_from_micros
+from service.ratelimit.plans import RatePlan
+
+KEY_PREFIX = "cs:rl:"
+
+# KEYS[1] state hash. ARGV: interval_us, burst, quota, cost, peek (0|1), utc_offset_s, day_s.
+# Returns {allowed, reason (0 ok, 1 rate, 2 quota), burst remaining, reset_after_us,
+#          retry_after_us, quota_remaining, quota_reset_after_s}, all integers.
+GCRA_LUA = """
+local t = redis.call('TIME')
+local sec = tonumber(t[1])
+local now = sec * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local quota = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local peek = ARGV[5] == '1'
+local offset = tonumber(ARGV[6])
+local day_s = tonumber(ARGV[7])
+
+local today = math.floor((sec + offset) / day_s)
+local day_end = ((today + 1) * day_s - offset) * 1000000
+local cap = burst * interval
+
+local st = redis.call('HMGET', KEYS[1], 'tat', 'day', 'used')
+local tat = tonumber(st[1])
+if tat == nil or tat < now then tat = now end
+local used = 0
+if tonumber(st[2]) == today then used = tonumber(st[3]) or 0 end
+
+local need = cost
+if peek then need = 1 end
+local new_tat = tat + need * interval
+local burst_wait = new_tat - cap - now
+local burst_ok = burst_wait <= 0
+local quota_ok = used + need <= quota
+local allowed = burst_ok and quota_ok
+
+local reason, retry = 0, 0
+if not allowed then
+  if not quota_ok then
+    reason = 2
+    retry = math.max(burst_wait, day_end - now)
+  else
+    reason = 1
+    retry = burst_wait
+  end
+end
+
+if allowed and not peek then
+  tat = new_tat
+  used = used + cost
+  redis.call('HSET', KEYS[1], 'tat', string.format('%.0f', tat), 'day', today, 'used', used)
+  local expire_ms = math.max(math.ceil(tat / 1000), day_end / 1000)
+  redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', expire_ms))
+end
+
+return {allowed and 1 or 0, reason, math.floor((now + cap - tat) / interval), tat - now,
+        retry, quota - used, math.ceil((day_end - now) / 1000000)}
+"""
+
+
+class RedisLimiter:
+    """:class:`~service.ratelimit.base.Limiter` whose state lives in Redis, shared by nodes.
+
+    One EVALSHA round trip per ``acquire``/``peek`` (the script is loaded on the first
+    ``NOSCRIPT`` and EVALSHA is retried). A client passed in should have short timeouts
+    and no automatic retries; :meth:`from_url` builds one. Every Redis error is raised as
+    :class:`~service.ratelimit.base.LimiterUnavailable`. The client is not closed by
+    :meth:`close` unless ``close_client`` (it may be shared, e.g. with token revocation).
+    """
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        *,
+        prefix: str = KEY_PREFIX,
+        close_client: bool = False,
+    ) -> None:
+        self._redis = redis_client
+        self._prefix = prefix
+        self._close_client = close_client
+        self._sha = hashlib.sha1(GCRA_LUA.encode(), usedforsecurity=False).hexdigest()
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        socket_timeout: float = 0.25,
+        connect_timeout: float = 0.25,
+        max_connections: int | None = None,
+    ) -> RedisLimiter:
+        """A limiter with its own client, configured for a limiter rather than a cache.
+
+        Short timeouts and *no automatic retries*: redis-py (>= 6) by default retries a
+        failed command three times with exponential backoff, i.e. seconds per request
+        while Redis is down, and a retried EVALSHA whose reply was lost would charge
+        twice. Here a failure surfaces at once as ``LimiterUnavailable`` so that
+        :class:`~service.ratelimit.fallback.FallbackLimiter` can take over.
+        """
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+            max_connections=max_connections,
+        )
+        return cls(client, close_client=True)
+
+    def redis_key(self, key: str) -> str:
+        """The Redis key holding ``key``'s state."""
+        return f"{self._prefix}{{{key}}}"
+
+    def acquire(self, key: str, plan: RatePlan, cost: int = 1) -> Decision:
+        check_cost(plan, cost)
+        return self._run(key, plan, cost, peek=False)
+
+    def peek(self, key: str, plan: RatePlan) -> Decision:
+        return self._run(key, plan, 1, peek=True)
+
+    def reset(self, key: str) -> None:
+        try:
+            self._redis.delete(self.redis_key(key))
+        except RedisError as exc:
+            raise LimiterUnavailable(f"redis: {exc}") from exc
+
+    def close(self) -> None:
+        if self._close_client:
+            self._redis.close()
+
+    def _run(self, key: str, plan: RatePlan, cost: int, *, peek: bool) -> Decision:
+        args = (
+            plan.emission_interval_us,
+            plan.burst,
+            plan.daily_quota,
+            cost,
+            1 if peek else 0,
+            SHANGHAI_UTC_OFFSET_SECONDS,
+            DAY_SECONDS,
+        )
+        redis_key = self.redis_key(key)
+        try:
+            try:
+                reply: Any = self._redis.evalsha(self._sha, 1, redis_key, *args)
+            except NoScriptError:
+                # Not cached on this server (restart, failover, SCRIPT FLUSH): load it once
+                # and go on with EVALSHA; the SHA is checked so a mismatch cannot loop.
+                loaded = self._redis.script_load(GCRA_LUA)
+                if loaded != self._sha:
+                    raise LimiterUnavailable(f"script SHA mismatch: {loaded!r}") from None
+                reply = self._redis.evalsha(self._sha, 1, redis_key, *args)
+        except RedisError as exc:
+            raise LimiterUnavailable(f"redis: {exc}") from exc
+        allowed, reason, remaining, reset_us, retry_us, quota_left, quota_reset = (
+            int(v) for v in reply
+        )
+        return decision_from_micros(
+            allowed=allowed == 1,
+            reason=REASON_CODES[reason],
+            limit_remaining=remaining,
+            reset_after_us=reset_us,
+            retry_after_us=retry_us,
+            quota_limit=plan.daily_quota,
+            quota_remaining=quota_left,
+            quota_reset_after=quota_reset,
+        )

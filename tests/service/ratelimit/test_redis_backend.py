@@ -1,0 +1,147 @@
+"""Redis backend specifics: key layout and expiry, day rollover, NOSCRIPT, unreachable Redis."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
+from redis.retry import Retry
+
+from service.ratelimit import LimiterUnavailable, RatePlan, RedisLimiter
+
+pytestmark = pytest.mark.redis
+
+REDIS_URL = os.environ.get("CREDITSHARE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+NO_RETRY = Retry(NoBackoff(), 0)  # an unreachable Redis is skipped at once
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+PLAN = RatePlan("std", requests_per_second=1, burst=3, daily_quota=5)
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[redis.Redis]:
+    c = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=1, retry=NO_RETRY)
+    try:
+        c.ping()
+    except redis.RedisError as exc:
+        c.close()
+        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def key(client: redis.Redis) -> Iterator[str]:
+    k = f"test:{uuid.uuid4().hex}"
+    yield k
+    client.delete(RedisLimiter(client).redis_key(k))
+
+
+def ms_to_shanghai_midnight() -> float:
+    now = time.time()
+    local = datetime.fromtimestamp(now, SHANGHAI)
+    midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), SHANGHAI)
+    return (midnight.timestamp() - now) * 1000
+
+
+def shanghai_day_number() -> int:
+    return (datetime.now(SHANGHAI).date() - datetime(1970, 1, 1).date()).days
+
+
+def test_state_is_one_prefixed_hash_expiring_at_shanghai_midnight(
+    client: redis.Redis, key: str
+) -> None:
+    limiter = RedisLimiter(client)
+    limiter.acquire(key, PLAN, cost=2)
+    redis_key = f"cs:rl:{{{key}}}"
+    assert limiter.redis_key(key) == redis_key
+    assert client.type(redis_key) == b"hash"
+    fields = client.hgetall(redis_key)
+    assert set(fields) == {b"tat", b"day", b"used"}
+    assert int(fields[b"used"]) == 2
+    assert int(fields[b"day"]) == shanghai_day_number()
+    assert abs(client.pttl(redis_key) - ms_to_shanghai_midnight()) < 2000
+
+
+def test_peek_and_refusals_write_nothing(client: redis.Redis, key: str) -> None:
+    limiter = RedisLimiter(client)
+    limiter.peek(key, PLAN)
+    assert not client.exists(limiter.redis_key(key))
+    zero = RatePlan("zero", requests_per_second=1, burst=3, daily_quota=0)
+    assert limiter.acquire(key, zero).reason == "quota"
+    assert not client.exists(limiter.redis_key(key))
+
+
+def test_yesterdays_usage_does_not_count(client: redis.Redis, key: str) -> None:
+    limiter = RedisLimiter(client)
+    redis_key = limiter.redis_key(key)
+    client.hset(redis_key, mapping={"tat": 0, "day": shanghai_day_number() - 1, "used": 5})
+    decision = limiter.acquire(key, PLAN)
+    assert (decision.allowed, decision.quota_remaining, decision.limit_remaining) == (True, 4, 2)
+    assert int(client.hget(redis_key, "used") or 0) == 1
+
+
+def test_todays_usage_counts(client: redis.Redis, key: str) -> None:
+    limiter = RedisLimiter(client)
+    redis_key = limiter.redis_key(key)
+    client.hset(redis_key, mapping={"tat": 0, "day": shanghai_day_number(), "used": 5})
+    assert limiter.acquire(key, PLAN).reason == "quota"
+
+
+class NoScriptOnce:
+    """A client proxy whose first EVALSHA answers NOSCRIPT, as after a Redis restart."""
+
+    def __init__(self, inner: redis.Redis) -> None:
+        self.inner = inner
+        self.evalsha_calls = 0
+        self.loads = 0
+
+    def evalsha(self, *args: Any) -> Any:
+        self.evalsha_calls += 1
+        if self.evalsha_calls == 1:
+            raise NoScriptError("NOSCRIPT No matching script.")
+        return self.inner.evalsha(*args)
+
+    def script_load(self, script: str) -> Any:
+        self.loads += 1
+        return self.inner.script_load(script)
+
+
+def test_noscript_loads_the_script_and_retries(client: redis.Redis, key: str) -> None:
+    proxy = NoScriptOnce(client)
+    limiter = RedisLimiter(proxy)  # type: ignore[arg-type]
+    decision = limiter.acquire(key, PLAN)
+    assert (decision.allowed, decision.limit_remaining) == (True, 2)
+    assert (proxy.evalsha_calls, proxy.loads) == (2, 1)
+    limiter.acquire(key, PLAN)
+    assert (proxy.evalsha_calls, proxy.loads) == (3, 1)
+
+
+def test_unreachable_redis_raises_limiter_unavailable() -> None:
+    # from_url disables redis-py's automatic retries, so this fails at once.
+    limiter = RedisLimiter.from_url("redis://127.0.0.1:1/0")
+    try:
+        with pytest.raises(LimiterUnavailable) as info:
+            limiter.acquire("k", PLAN)
+        assert isinstance(info.value.__cause__, redis.ConnectionError)
+        with pytest.raises(LimiterUnavailable):
+            limiter.peek("k", PLAN)
+        with pytest.raises(LimiterUnavailable):
+            limiter.reset("k")
+    finally:
+        limiter.close()
+
+
+def test_script_errors_surface_as_limiter_unavailable(client: redis.Redis, key: str) -> None:
+    limiter = RedisLimiter(client)
+    client.set(limiter.redis_key(key), "not a hash")  # WRONGTYPE inside the script
+    with pytest.raises(LimiterUnavailable, match="redis"):
+        limiter.acquire(key, PLAN)
