@@ -12,16 +12,18 @@ from typing import Annotated
 
 import typer
 
+from service.audit_cli import audit_app
+from service.demo.cli import demo_app
+from service.imports.cli import import_command
 from service.settings import Settings, SettingsError, load_settings
+from service.worker import run_worker
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="creditshare: credit information sharing API"
 )
 db_app = typer.Typer(no_args_is_help=True, help="Database schema")
-demo_app = typer.Typer(no_args_is_help=True, help="Demo data")
 clients_app = typer.Typer(no_args_is_help=True, help="OAuth clients")
 keys_app = typer.Typer(no_args_is_help=True, help="Signing keys")
-audit_app = typer.Typer(no_args_is_help=True, help="Audit trail")
 openapi_app = typer.Typer(no_args_is_help=True, help="OpenAPI document")
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
@@ -29,6 +31,8 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(openapi_app, name="openapi")
+app.command("import")(import_command)
+app.command("worker")(run_worker)
 
 
 def _settings() -> Settings:

@@ -297,6 +297,20 @@ def test_rewritten_stored_leaves_are_not_trusted(
     assert (result.ok, result.first_bad_seq) == (False, 11)
 
 
+def test_stored_leaves_that_miss_the_root_do_not_mislead(
+    sealed: tuple[Log, list[str], list[bytes]],
+) -> None:
+    log, checkpoints, stored = sealed
+    tampered = log.copy()
+    tampered.events[16]["status"] = 500
+    damaged = [*stored]
+    damaged[4] = hashlib.sha256(b"not the sealed leaf").digest()
+    # Seq 5 differs from its stored leaf, but the stored leaves do not reproduce
+    # the signed root, so that difference proves nothing about seq 5.
+    result = run(tampered, checkpoints, damaged)
+    assert (result.ok, result.first_bad_seq) == (False, 11)
+
+
 def test_a_checkpoint_per_event_pinpoints_without_stored_leaves() -> None:
     log = build(30)
     checkpoints = [log.checkpoint(s) for s in range(1, 31)]

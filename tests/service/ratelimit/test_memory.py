@@ -99,14 +99,15 @@ def test_zero_quota_refuses_everything() -> None:
 
 def test_max_keys_evicts_least_recently_used() -> None:
     limiter = InProcessLimiter(clock=FakeClock(shanghai(2025, 3, 1, 12, 0)), max_keys=3)
-    plan = RatePlan("m", requests_per_second=0.1, burst=1, daily_quota=5)
+    plan = RatePlan("m", requests_per_second=0.1, burst=2, daily_quota=5)
     for k in ("a", "b", "c"):
         limiter.acquire(k, plan)
-    assert not limiter.acquire("a", plan).allowed  # refused: not a use that refreshes "a"
+    limiter.acquire("a", plan)  # "a" is now the most recently used, "b" the least
     limiter.acquire("d", plan)
     assert len(limiter) == 3
-    assert limiter.peek("a", plan).limit_remaining == 1  # "a" was the oldest write: evicted
-    assert limiter.peek("b", plan).limit_remaining == 0
+    assert limiter.peek("b", plan).limit_remaining == 2  # evicted: fresh again
+    assert limiter.peek("a", plan).limit_remaining == 0
+    assert limiter.peek("c", plan).limit_remaining == 1
 
 
 def test_sweep_drops_keys_once_their_day_is_over_and_keeps_live_ones() -> None:
