@@ -39,6 +39,7 @@ class KeyView:
 
     token_signer: ECKey | None = None
     token_verifiers: KeySet = field(default_factory=lambda: KeySet([]))
+    token_kids: frozenset[str] = frozenset()
     jwks: dict[str, list[dict[str, object]]] = field(default_factory=lambda: {"keys": []})
     audit_signer: tuple[str, Ed25519PrivateKey] | None = None
     audit_public: dict[str, Ed25519PublicKey] = field(default_factory=dict)
@@ -115,6 +116,7 @@ class KeyStore:
             self._view = KeyView(
                 token_signer=token_signer,
                 token_verifiers=KeySet(verifiers),  # type: ignore[arg-type]
+                token_kids=frozenset(str(k.kid) for k in verifiers),
                 jwks={"keys": public},
                 audit_signer=audit_signer,
                 audit_public=audit_public,

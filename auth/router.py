@@ -127,6 +127,9 @@ async def _run(request: Request, endpoint: str) -> Response:
     if isinstance(form, Response):
         ctx.details["error"] = "invalid_request"
         return form
+    if endpoint == "token" and not form.get("grant_type"):
+        ctx.details["error"] = "invalid_request"
+        return _error(400, "invalid_request", "The grant_type parameter is required.")
     claimed = _claimed_client_id(request, form)
     throttle: TokenEndpointThrottle = request.app.state.token_throttle
     verdict = await run_in_threadpool(throttle.admit, ctx.ip, claimed)

@@ -46,6 +46,7 @@ class ValidatedToken:
     scopes: frozenset[str]
     exp: int
     iat: int
+    kid: str
     claims: dict[str, Any]
 
 
@@ -96,13 +97,14 @@ class TokenVerifier:
             scopes=frozenset(str(claims.get("scope", "")).split()),
             exp=int(claims["exp"]),
             iat=int(claims["iat"]),
+            kid=str(decoded.header.get("kid", "")),
             claims=dict(claims),
         )
 
     def validate(self, token: str) -> ValidatedToken:
         now = time.time()
         cached = self._cache.get(token)
-        if cached is None or cached.exp <= now:
+        if cached is None or cached.exp <= now or cached.kid not in self._keys.view().token_kids:
             cached = self.decode(token)
             with self._lock:
                 self._cache[token] = cached

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from service.app import create_app
 from service.settings import Settings
-from tests.fixtures.databases import provision_database, provision_redis
+from tests.fixtures.databases import drop_postgres, provision_database, provision_redis, using_postgres
 from tests.fixtures.factories import Factory
 
 MASTER_KEY = "test-master-key-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -31,8 +31,11 @@ def _worker() -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return provision_database(_worker(), tmp_path_factory.mktemp("db"), "main")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = provision_database(_worker(), tmp_path_factory.mktemp("db"), "main")
+    yield url
+    if using_postgres():
+        drop_postgres(url)
 
 
 @pytest.fixture(scope="session")

@@ -150,8 +150,10 @@ class InProcessLimiter:
 
     def acquire(self, key: str, plan: RatePlan, cost: int = 1) -> Decision:
         check_cost(plan, cost)
-        now_us = self._now_us()
         with self._lock:
+            # Read the clock under the lock: otherwise a thread holding an older time
+            # could write over a newer state (across midnight: yesterday's day number).
+            now_us = self._now_us()
             states = self._states
             state = states.get(key)
             decision, new_state = evaluate(plan, now_us, state, cost, peek=False)
@@ -164,9 +166,8 @@ class InProcessLimiter:
         return decision
 
     def peek(self, key: str, plan: RatePlan) -> Decision:
-        now_us = self._now_us()
         with self._lock:
-            decision, _ = evaluate(plan, now_us, self._states.get(key), 1, peek=True)
+            decision, _ = evaluate(plan, self._now_us(), self._states.get(key), 1, peek=True)
         return decision
 
     def reset(self, key: str) -> None:

@@ -1,0 +1,217 @@
+"""Bearer tokens at the resource: RFC 6750 refusals, revocation, suspension, rotation."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+from auth.dependencies import require_scopes
+from tests.fixtures.factories import Factory
+
+ISSUER = "http://testserver"
+PROTECTED = "/v1/admin/clients?limit=1"
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _claims(client_id: str, **overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "aud": ISSUER,
+        "sub": client_id,
+        "client_id": client_id,
+        "iat": now,
+        "exp": now + 300,
+        "jti": f"j{now}{client_id}",
+        "scope": "admin:clients",
+    }
+    claims.update(overrides)
+    return claims
+
+
+def _signed_by_server(client: TestClient, claims: dict[str, Any], typ: str = "at+jwt") -> str:
+    signer = client.app.state.key_store.view().token_signer  # type: ignore[attr-defined]
+    return jwt.encode({"alg": "ES256", "typ": typ, "kid": signer.kid}, claims, signer)
+
+
+def _assert_invalid_token(response: Any) -> None:
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+def test_valid_token_passes(client: TestClient, factory: Factory) -> None:
+    creds = factory.client("admin:clients")
+    assert client.get(PROTECTED, headers=_bearer(_signed_by_server(client, _claims(creds.client_id)))).status_code == 200
+
+
+def test_missing_and_non_bearer(client: TestClient) -> None:
+    missing = client.get(PROTECTED)
+    assert missing.status_code == 401
+    assert missing.headers["www-authenticate"] == 'Bearer realm="creditshare"'
+    basic = client.get(PROTECTED, headers={"Authorization": "Basic Zm9vOmJhcg=="})
+    assert basic.status_code == 401
+
+
+def test_token_in_query_string_is_ignored(client: TestClient, factory: Factory) -> None:
+    token = factory.token(factory.client("admin:clients"))
+    assert client.get(f"{PROTECTED}&access_token={token}").status_code == 401
+
+
+def test_forged_signature(client: TestClient, factory: Factory) -> None:
+    creds = factory.client("admin:clients")
+    real_kid = client.app.state.key_store.view().token_signer.kid  # type: ignore[attr-defined]
+    forger = ECKey.generate_key("P-256", parameters={"kid": real_kid}, private=True)
+    forged = jwt.encode({"alg": "ES256", "typ": "at+jwt", "kid": real_kid}, _claims(creds.client_id), forger)
+    _assert_invalid_token(client.get(PROTECTED, headers=_bearer(forged)))
+
+
+def test_alg_none_token(client: TestClient, factory: Factory) -> None:
+    creds = factory.client("admin:clients")
+
+    def b64(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    unsigned = f"{b64({'alg': 'none', 'typ': 'at+jwt'})}.{b64(_claims(creds.client_id))}."
+    _assert_invalid_token(client.get(PROTECTED, headers=_bearer(unsigned)))
+
+
+def test_expired_wrong_audience_wrong_issuer_wrong_typ(client: TestClient, factory: Factory) -> None:
+    creds = factory.client("admin:clients")
+    now = int(time.time())
+    for claims in (
+        _claims(creds.client_id, iat=now - 1000, exp=now - 100),
+        _claims(creds.client_id, aud="https://other.example"),
+        _claims(creds.client_id, iss="https://other.example"),
+        _claims(creds.client_id, sub="cs_someoneelse"),
+    ):
+        _assert_invalid_token(client.get(PROTECTED, headers=_bearer(_signed_by_server(client, claims))))
+    id_token_like = _signed_by_server(client, _claims(creds.client_id), typ="JWT")
+    _assert_invalid_token(client.get(PROTECTED, headers=_bearer(id_token_like)))
+    _assert_invalid_token(client.get(PROTECTED, headers=_bearer("not.a.jwt")))
+
+
+def test_missing_scope_is_403(client: TestClient, factory: Factory) -> None:
+    response = client.get(PROTECTED, headers=factory.headers("credit:check"))
+    assert response.status_code == 403
+    assert response.json()["type"].endswith("/problems/forbidden")
+    challenge = response.headers["www-authenticate"]
+    assert 'error="insufficient_scope"' in challenge
+    assert 'scope="admin:clients"' in challenge
+
+
+def test_revoked_token_is_refused_and_inactive(client: TestClient, factory: Factory) -> None:
+    creds = factory.client("admin:clients")
+    token = factory.token(creds)
+    assert client.get(PROTECTED, headers=_bearer(token)).status_code == 200
+    active = client.post("/oauth/introspect", data={"token": token}, headers=creds.basic()).json()
+    assert active["active"] is True
+    assert active["client_id"] == creds.client_id
+    assert client.post("/oauth/revoke", data={"token": token}, headers=creds.basic()).status_code == 200
+    _assert_invalid_token(client.get(PROTECTED, headers=_bearer(token)))
+    assert client.post("/oauth/introspect", data={"token": token}, headers=creds.basic()).json() == {"active": False}
+
+
+def test_client_may_not_introspect_or_revoke_anothers_token(client: TestClient, factory: Factory) -> None:
+    owner = factory.client("admin:clients")
+    other = factory.client("credit:check")
+    token = factory.token(owner)
+    assert client.post("/oauth/introspect", data={"token": token}, headers=other.basic()).json() == {"active": False}
+    refused = client.post("/oauth/revoke", data={"token": token}, headers=other.basic())
+    assert refused.status_code == 400
+    assert client.get(PROTECTED, headers=_bearer(token)).status_code == 200
+
+
+def test_introspection_needs_client_authentication(client: TestClient, factory: Factory) -> None:
+    token = factory.token(factory.client("admin:clients"))
+    response = client.post("/oauth/introspect", data={"token": token})
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
+
+
+def test_suspension_refuses_existing_tokens_at_once(client: TestClient, factory: Factory) -> None:
+    victim = factory.client("admin:clients")
+    token = factory.token(victim)
+    admin = factory.headers("admin:clients")
+    assert client.patch(f"/v1/admin/clients/{victim.client_id}", json={"status": "suspended"}, headers=admin).status_code == 200
+    _assert_invalid_token(client.get(PROTECTED, headers=_bearer(token)))
+    assert client.post("/oauth/introspect", data={"token": token}, headers=factory.client().basic()).json() == {
+        "active": False
+    }
+    assert client.patch(f"/v1/admin/clients/{victim.client_id}", json={"status": "active"}, headers=admin).status_code == 200
+    assert client.get(PROTECTED, headers=_bearer(token)).status_code == 200
+
+
+def test_scope_removed_from_client_applies_to_existing_tokens(client: TestClient, factory: Factory) -> None:
+    target = factory.client("admin:clients credit:check")
+    token = factory.token(target)
+    admin = factory.headers("admin:clients")
+    assert client.patch(f"/v1/admin/clients/{target.client_id}", json={"scopes": ["credit:check"]}, headers=admin).status_code == 200
+    assert client.get(PROTECTED, headers=_bearer(token)).status_code == 403
+
+
+def test_key_rotation_overlap_then_retirement(client: TestClient, factory: Factory) -> None:
+    store = client.app.state.key_store  # type: ignore[attr-defined]
+    creds = factory.client("admin:clients")
+    old_token = factory.token(creds)
+    old_kid = store.view().token_signer.kid
+    new_kid = store.rotate("token")
+    kids = {k["kid"] for k in client.get("/oauth/jwks").json()["keys"]}
+    assert {old_kid, new_kid} <= kids
+    assert client.get(PROTECTED, headers=_bearer(old_token)).status_code == 200
+    new_token = factory.token(creds)
+    assert new_token != old_token
+    store.retire_now(old_kid)
+    assert old_kid not in {k["kid"] for k in client.get("/oauth/jwks").json()["keys"]}
+    _assert_invalid_token(client.get(PROTECTED, headers=_bearer(old_token)))
+    assert client.get(PROTECTED, headers=_bearer(new_token)).status_code == 200
+
+
+def test_jwks_has_public_keys_only(client: TestClient) -> None:
+    keys = client.get("/oauth/jwks").json()["keys"]
+    assert keys
+    for key in keys:
+        assert key["use"] == "sig"
+        assert key["alg"] == "ES256"
+        assert key["kid"]
+        assert "d" not in key
+
+
+def test_metadata(client: TestClient) -> None:
+    meta = client.get("/.well-known/oauth-authorization-server").json()
+    assert meta["issuer"] == ISSUER
+    assert meta["token_endpoint"] == f"{ISSUER}/oauth/token"
+    assert meta["jwks_uri"] == f"{ISSUER}/oauth/jwks"
+    assert meta["introspection_endpoint"] == f"{ISSUER}/oauth/introspect"
+    assert meta["revocation_endpoint"] == f"{ISSUER}/oauth/revoke"
+    assert meta["grant_types_supported"] == ["client_credentials"]
+    assert set(meta["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "private_key_jwt"}
+    assert "none" not in meta["token_endpoint_auth_signing_alg_values_supported"]
+    assert "audit:read" in meta["scopes_supported"]
+
+
+def test_every_v1_route_declares_a_scope(client: TestClient) -> None:
+    """Deny by default: a /v1 route without a scoped principal dependency fails this test."""
+    unscoped = []
+    for route in client.app.routes:  # type: ignore[attr-defined]
+        if not isinstance(route, APIRoute) or not route.path.startswith("/v1"):
+            continue
+        scopes = [
+            scope
+            for dep in route.dependant.dependencies
+            if dep.call is require_scopes
+            for scope in dep.oauth_scopes or ()
+        ]
+        if not scopes:
+            unscoped.append(f"{sorted(route.methods)} {route.path}")
+    assert unscoped == []

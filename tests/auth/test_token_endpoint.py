@@ -1,0 +1,206 @@
+"""RFC 6749 client credentials with client_secret_basic and RFC 7523 private_key_jwt:
+the happy paths and one refusal for each way a credential can be wrong."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from joserfc import jws, jwt
+from joserfc.jwk import ECKey, KeySet
+
+from tests.auth.conftest import KeyPair, assertion_form
+from tests.fixtures.factories import Creds, Factory
+
+ISSUER = "http://testserver"
+GRANT = {"grant_type": "client_credentials"}
+
+
+def _basic(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+def _assert_oauth_error(response: object, status: int, error: str) -> None:
+    assert response.status_code == status, response.text  # type: ignore[attr-defined]
+    body = response.json()  # type: ignore[attr-defined]
+    assert body["error"] == error
+    assert response.headers["cache-control"] == "no-store"  # type: ignore[attr-defined]
+    if status == 401:
+        assert "www-authenticate" in response.headers  # type: ignore[attr-defined]
+
+
+def test_secret_basic_issues_rfc9068_token(client: TestClient, factory: Factory) -> None:
+    creds = factory.client("credit:check credit:detail")
+    response = client.post("/oauth/token", data=GRANT, headers=creds.basic())
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert body["token_type"] == "Bearer"
+    assert 0 < body["expires_in"] <= 900
+    assert set(body["scope"].split()) == {"credit:check", "credit:detail"}
+    token = body["access_token"]
+    header = jws.extract_compact(token.encode()).headers()
+    assert header["typ"] == "at+jwt"
+    assert header["alg"] == "ES256"
+    jwks = KeySet.import_key_set(client.get("/oauth/jwks").json())
+    claims = jwt.decode(token, jwks, algorithms=["ES256"]).claims
+    assert claims["iss"] == ISSUER
+    assert claims["aud"] == ISSUER
+    assert claims["sub"] == claims["client_id"] == creds.client_id
+    assert claims["exp"] - claims["iat"] == body["expires_in"]
+    assert claims["jti"]
+    assert claims["scope"] == body["scope"]
+
+
+def test_scope_subset_and_invalid_scope(client: TestClient, factory: Factory) -> None:
+    creds = factory.client("credit:check credit:detail")
+    ok = client.post("/oauth/token", data={**GRANT, "scope": "credit:check"}, headers=creds.basic())
+    assert ok.json()["scope"] == "credit:check"
+    refused = client.post("/oauth/token", data={**GRANT, "scope": "credit:check admin:data"}, headers=creds.basic())
+    _assert_oauth_error(refused, 400, "invalid_scope")
+    unknown = client.post("/oauth/token", data={**GRANT, "scope": "everything"}, headers=creds.basic())
+    _assert_oauth_error(unknown, 400, "invalid_scope")
+
+
+def test_wrong_secret(client: TestClient, factory: Factory) -> None:
+    creds = factory.client()
+    response = client.post("/oauth/token", data=GRANT, headers=_basic(creds.client_id, "css_wrong"))
+    _assert_oauth_error(response, 401, "invalid_client")
+    assert response.headers["www-authenticate"].startswith("Basic")
+
+
+def test_unknown_client(client: TestClient) -> None:
+    response = client.post("/oauth/token", data=GRANT, headers=_basic("cs_doesnotexist", "whatever"))
+    _assert_oauth_error(response, 401, "invalid_client")
+
+
+def test_no_client_authentication(client: TestClient) -> None:
+    _assert_oauth_error(client.post("/oauth/token", data=GRANT), 401, "invalid_client")
+
+
+def test_suspended_client(client: TestClient, factory: Factory) -> None:
+    creds = factory.client()
+    admin = factory.headers("admin:clients")
+    assert client.patch(f"/v1/admin/clients/{creds.client_id}", json={"status": "suspended"}, headers=admin).status_code == 200
+    _assert_oauth_error(client.post("/oauth/token", data=GRANT, headers=creds.basic()), 401, "invalid_client")
+
+
+def test_unsupported_grant_and_bad_requests(client: TestClient, factory: Factory) -> None:
+    creds = factory.client()
+    _assert_oauth_error(
+        client.post("/oauth/token", data={"grant_type": "password"}, headers=creds.basic()), 400, "unsupported_grant_type"
+    )
+    missing = client.post(
+        "/oauth/token",
+        content="scope=credit%3Acheck",
+        headers={**creds.basic(), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    _assert_oauth_error(missing, 400, "invalid_request")
+    duplicated = client.post(
+        "/oauth/token",
+        content="grant_type=client_credentials&grant_type=client_credentials",
+        headers={**creds.basic(), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    _assert_oauth_error(duplicated, 400, "invalid_request")
+    as_json = client.post("/oauth/token", json=GRANT, headers=creds.basic())
+    _assert_oauth_error(as_json, 400, "invalid_request")
+
+
+def _jwt_client(factory: Factory, keypair: KeyPair, scopes: str = "credit:check") -> Creds:
+    return factory.client(scopes, jwks=keypair.jwks())
+
+
+def test_private_key_jwt(client: TestClient, factory: Factory, keypair: KeyPair) -> None:
+    creds = _jwt_client(factory, keypair)
+    response = client.post("/oauth/token", data=assertion_form(keypair.assertion(creds.client_id, ISSUER)))
+    assert response.status_code == 200, response.text
+    assert response.json()["scope"] == "credit:check"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "why"),
+    [
+        ({"aud": "https://evil.example"}, "wrong audience"),
+        ({"aud": ISSUER + "/oauth/token"}, "token endpoint is not the issuer"),
+        ({"exp": int(time.time()) - 120, "iat": int(time.time()) - 300}, "expired"),
+        ({"exp": int(time.time()) + 3600}, "lives more than 5 minutes"),
+        ({"iss": "cs_someoneelse"}, "iss differs from sub"),
+        ({"jti": None}, "no jti"),
+    ],
+)
+def test_bad_assertions_are_invalid_client(
+    client: TestClient, factory: Factory, keypair: KeyPair, overrides: dict[str, object], why: str
+) -> None:
+    creds = _jwt_client(factory, keypair)
+    assertion = keypair.assertion(creds.client_id, ISSUER, **overrides)
+    _assert_oauth_error(client.post("/oauth/token", data=assertion_form(assertion)), 401, "invalid_client")
+
+
+def test_replayed_assertion(client: TestClient, factory: Factory, keypair: KeyPair) -> None:
+    creds = _jwt_client(factory, keypair)
+    assertion = keypair.assertion(creds.client_id, ISSUER)
+    assert client.post("/oauth/token", data=assertion_form(assertion)).status_code == 200
+    _assert_oauth_error(client.post("/oauth/token", data=assertion_form(assertion)), 401, "invalid_client")
+
+
+def test_forged_assertion_signed_by_another_key(client: TestClient, factory: Factory, keypair: KeyPair) -> None:
+    creds = _jwt_client(factory, keypair)
+    forger = KeyPair(kid=keypair.kid)
+    _assert_oauth_error(
+        client.post("/oauth/token", data=assertion_form(forger.assertion(creds.client_id, ISSUER))), 401, "invalid_client"
+    )
+
+
+def test_alg_none_and_hmac_assertions(client: TestClient, factory: Factory, keypair: KeyPair) -> None:
+    creds = _jwt_client(factory, keypair)
+    now = int(time.time())
+    claims = {"iss": creds.client_id, "sub": creds.client_id, "aud": ISSUER, "exp": now + 60, "jti": "x" * 20}
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    unsigned = f"{b64(json.dumps({'alg': 'none'}).encode())}.{b64(json.dumps(claims).encode())}."
+    _assert_oauth_error(client.post("/oauth/token", data=assertion_form(unsigned)), 401, "invalid_client")
+    # Algorithm confusion: HS256 "signed" with the client's public key as the secret.
+    claims["jti"] = "y" * 20
+    signing_input = f"{b64(json.dumps({'alg': 'HS256', 'kid': keypair.kid}).encode())}.{b64(json.dumps(claims).encode())}"
+    mac = hmac.new(keypair.private.as_pem(private=False), signing_input.encode(), hashlib.sha256).digest()
+    confused = f"{signing_input}.{b64(mac)}"
+    _assert_oauth_error(client.post("/oauth/token", data=assertion_form(confused)), 401, "invalid_client")
+
+
+def test_wrong_method_is_refused(client: TestClient, factory: Factory, keypair: KeyPair) -> None:
+    basic_client = factory.client()
+    # A client_secret_basic client may not authenticate with an assertion...
+    other = KeyPair()
+    assertion = other.assertion(basic_client.client_id, ISSUER)
+    _assert_oauth_error(client.post("/oauth/token", data=assertion_form(assertion)), 401, "invalid_client")
+    # ...and a private_key_jwt client has no secret to present.
+    jwt_client = _jwt_client(factory, keypair)
+    _assert_oauth_error(
+        client.post("/oauth/token", data=GRANT, headers=_basic(jwt_client.client_id, "anything")), 401, "invalid_client"
+    )
+
+
+def test_registered_jwks_must_be_public(client: TestClient, factory: Factory) -> None:
+    admin = factory.headers("admin:clients")
+    private = ECKey.generate_key("P-256", private=True).as_dict(private=True)
+    response = client.post(
+        "/v1/admin/clients",
+        json={
+            "name": "leaky",
+            "scopes": ["credit:check"],
+            "purposes": ["ONBOARDING"],
+            "rate_plan": "standard",
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": {"keys": [private]},
+        },
+        headers=admin,
+    )
+    assert response.status_code == 422
+    assert private["d"] not in response.text
