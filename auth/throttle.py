@@ -38,15 +38,22 @@ def _retry(decisions: list[Decision]) -> int:
 
 
 class TokenEndpointThrottle:
-    def __init__(self, limiter: Limiter, *, per_address: RatePlan = REQUESTS_PER_ADDRESS) -> None:
+    def __init__(
+        self,
+        limiter: Limiter,
+        *,
+        per_address: RatePlan = REQUESTS_PER_ADDRESS,
+        failures_per_address: RatePlan = FAILURES_PER_ADDRESS,
+    ) -> None:
         self._limiter = limiter
         self._per_address = per_address
+        self._failures_per_address = failures_per_address
 
     def admit(self, ip: str | None, client_id: str | None) -> Verdict:
         """Spend one request and check the failure budgets (without spending them)."""
         try:
             checks = [self._limiter.acquire(f"oauth:ip:{ip}", self._per_address)]
-            checks.append(self._limiter.peek(f"oauth:fail:ip:{ip}", FAILURES_PER_ADDRESS))
+            checks.append(self._limiter.peek(f"oauth:fail:ip:{ip}", self._failures_per_address))
             if client_id:
                 checks.append(self._limiter.acquire(f"oauth:cid:{client_id}", REQUESTS_PER_CLIENT))
                 checks.append(
@@ -59,7 +66,7 @@ class TokenEndpointThrottle:
 
     def failed(self, ip: str | None, client_id: str | None) -> None:
         try:
-            self._limiter.acquire(f"oauth:fail:ip:{ip}", FAILURES_PER_ADDRESS)
+            self._limiter.acquire(f"oauth:fail:ip:{ip}", self._failures_per_address)
             if client_id:
                 self._limiter.acquire(f"oauth:fail:cid:{client_id}", FAILURES_PER_CLIENT)
         except LimiterUnavailable:

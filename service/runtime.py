@@ -105,5 +105,11 @@ def build_runtime(settings: Settings) -> Runtime:
                 burst=settings.token_burst_per_address,
                 daily_quota=100_000_000,
             ),
+            failures_per_address=RatePlan(
+                "oauth-fail-address",
+                requests_per_second=0.5,
+                burst=settings.token_failures_burst_per_address,
+                daily_quota=100_000_000,
+            ),
         ),
     )

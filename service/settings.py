@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     trusted_proxies: int = Field(default=0, ge=0, le=5)
     token_requests_per_second_per_address: float = Field(default=50.0, gt=0)
     token_burst_per_address: int = Field(default=200, ge=1)
+    token_failures_burst_per_address: int = Field(default=30, ge=1)
 
     @field_validator("public_url")
     @classmethod

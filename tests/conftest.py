@@ -61,6 +61,7 @@ def make_settings(
         "data_dir": data_dir,
         "token_requests_per_second_per_address": 10_000.0,
         "token_burst_per_address": 100_000,
+        "token_failures_burst_per_address": 100_000,
         "audit_seal_interval": 0.2,
         "log_level": "WARNING",
     }

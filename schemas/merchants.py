@@ -1,0 +1,242 @@
+"""Merchants and credit records as administrators (``admin:data``) write and read them.
+
+The field sets follow the import line shapes of the contract, so that
+``PUT /v1/admin/merchants/{uscc}`` and ``POST /v1/admin/records`` take exactly a
+merchant or record line without its ``kind``. The ``*Fields`` bases carry the
+fields and their checks; request models add ``extra="forbid"`` (unknown fields
+are 422) while the import lines in :mod:`schemas.imports` ignore further fields.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    model_validator,
+)
+
+from schemas.common import USCCInput
+from schemas.enums import Category, EntityType, RecordStatus, RegistrationStatus, Severity
+
+_ISO_DATE = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
+MAX_REASON = 2000
+
+
+def _iso_date(value: object) -> object:
+    """Only ``YYYY-MM-DD`` strings (or dates): no timestamps, numbers or datetimes."""
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and _ISO_DATE.match(value):
+        return value
+    raise ValueError("must be a date written YYYY-MM-DD")
+
+
+def _storable(value: str) -> str:
+    """Refuse what a database cannot store faithfully (PostgreSQL refuses NUL outright)."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
+    return value
+
+
+def _blank_is_none(value: object) -> object:
+    """Sources write ``""`` for an absent optional value; treat it as absent."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+def _text(max_length: int) -> Any:
+    return Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length),
+        AfterValidator(_storable),
+    ]
+
+
+def _optional_text(max_length: int) -> Any:
+    return Annotated[_text(max_length) | None, BeforeValidator(_blank_is_none)]
+
+
+ISODate = Annotated[date, BeforeValidator(_iso_date)]
+OptionalISODate = Annotated[ISODate | None, BeforeValidator(_blank_is_none)]
+
+# Sizes follow the columns (service/models/merchant.py); masked copies keep the length.
+Name = _text(200)
+PersonName = _optional_text(100)
+IdNumber = _optional_text(40)
+Address = _optional_text(300)
+Source = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"),
+]
+SourceRecordId = _text(128)
+Authority = _text(200)
+DocumentNo = _text(200)
+Summary = _text(4000)
+Reason = _text(MAX_REASON)
+
+
+# ---- merchants ---------------------------------------------------------------------------
+class MerchantFields(BaseModel):
+    """A merchant as its source describes it (the merchant line minus ``kind`` and ``uscc``)."""
+
+    name: Name
+    entity_type: EntityType
+    registration_status: RegistrationStatus
+    registered_on: OptionalISODate = None
+    legal_representative: PersonName = Field(
+        default=None,
+        description="Stored encrypted; shown masked when the merchant is an individual business",
+    )
+    owner_id_number: IdNumber = Field(
+        default=None, description="Owner's id number; stored encrypted, always shown masked"
+    )
+    address: Address = None
+    legacy_code: StrictBool = Field(
+        default=False,
+        description="Accept a code that fails only the GB 32100 check character (flagged)",
+    )
+
+
+class MerchantPut(MerchantFields):
+    """Body of ``PUT /v1/admin/merchants/{uscc}``: the whole merchant (create or replace)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    uscc: USCCInput | None = Field(
+        default=None, description="Optional; if present it must be the code in the path"
+    )
+
+
+# ---- records -----------------------------------------------------------------------------
+class RecordFields(BaseModel):
+    """A credit record as its source describes it (the record line minus ``kind``)."""
+
+    source: Source = Field(description="The issuing source system, e.g. court, tax")
+    source_record_id: SourceRecordId = Field(description="The record's id at its source")
+    uscc: USCCInput
+    category: Category
+    severity: Severity
+    status: RecordStatus = RecordStatus.ACTIVE
+    authority: Authority
+    document_no: DocumentNo
+    decided_on: ISODate
+    publicity_until: OptionalISODate = None
+    summary: Summary
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> RecordFields:
+        if self.publicity_until is not None and self.publicity_until < self.decided_on:
+            raise ValueError("publicity_until must not be before decided_on")
+        return self
+
+
+class RecordCreate(RecordFields):
+    """Body of ``POST /v1/admin/records``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecordPatch(BaseModel):
+    """Body of ``PATCH /v1/admin/records/{id}``: a status change and/or corrections.
+
+    A status change needs a ``reason``; corrections may give one (it is kept in the
+    history either way). Fields that are left out keep their value.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: RecordStatus | None = None
+    reason: Reason | None = Field(
+        default=None, description="Why; required when status changes (kept in the history)"
+    )
+    category: Category | None = None
+    severity: Severity | None = None
+    authority: Authority | None = None
+    document_no: DocumentNo | None = None
+    decided_on: ISODate | None = None
+    publicity_until: ISODate | None = Field(
+        default=None, description="null removes the end of publicity"
+    )
+    summary: Summary | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> RecordPatch:
+        if not (self.model_fields_set - {"reason"}):
+            raise ValueError("nothing to change: give status or a field to correct")
+        for name in ("category", "severity", "authority", "document_no", "decided_on", "summary"):
+            if name in self.model_fields_set and getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be removed")
+        if "status" in self.model_fields_set and self.status is None:
+            raise ValueError("status cannot be removed")
+        return self
+
+
+# ---- responses ---------------------------------------------------------------------------
+class RecordOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    uscc: str
+    source: str
+    source_record_id: str
+    category: str
+    severity: str
+    status: str
+    authority: str
+    document_no: str
+    decided_on: date
+    publicity_until: date | None
+    summary: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class RecordHistoryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    version: int
+    changed_at: datetime
+    changed_by: str = Field(description="The client id (or command) that made the change")
+    change: str = Field(description="create, import, status_change or correction")
+    reason: str | None
+    snapshot: dict[str, Any] = Field(description="The whole record as of this version")
+
+
+class RecordDetail(RecordOut):
+    history: list[RecordHistoryOut] = Field(description="Every version, oldest first")
+
+
+class MerchantOut(BaseModel):
+    uscc: str
+    name: str
+    entity_type: str
+    registration_status: str
+    registered_on: date | None
+    legal_representative: str | None = Field(
+        description="Masked for individual businesses (personal data)"
+    )
+    owner_id_number: str | None = Field(description="Always masked")
+    address: str | None
+    legacy_code: bool = Field(description="The code fails the GB 32100 check (legacy data)")
+    org_code_warning: bool = Field(description="The GB 11714 organisation code check fails")
+    created_at: datetime
+    updated_at: datetime
+    data_updated_at: datetime = Field(
+        description="Newest change of the merchant or its records (a check's data_as_of)"
+    )
+    records: list[RecordOut] = Field(description="Newest decision first")

@@ -1,0 +1,60 @@
+"""Brute-force brakes on the token endpoint: per client id and per source address,
+short enough that an attacker cannot lock a legitimate client out for long."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+from tests.conftest import make_settings
+from tests.fixtures.factories import Factory
+
+GRANT = {"grant_type": "client_credentials"}
+
+
+def _basic(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+def test_failed_attempts_per_client_id_are_braked(client: TestClient, factory: Factory) -> None:
+    creds = factory.client()
+    statuses = [
+        client.post("/oauth/token", data=GRANT, headers=_basic(creds.client_id, f"wrong{i}")).status_code
+        for i in range(10)
+    ]
+    assert statuses == [401] * 10
+    braked = client.post("/oauth/token", data=GRANT, headers=creds.basic())
+    assert braked.status_code == 429
+    assert braked.json()["error"] == "invalid_request"
+    # One failure budget unit comes back per second: the owner waits seconds, not minutes.
+    assert 1 <= int(braked.headers["retry-after"]) <= 2
+    other = factory.client()
+    assert client.post("/oauth/token", data=GRANT, headers=other.basic()).status_code == 200
+
+
+@pytest.fixture
+def strict_client(settings: Settings, tmp_path: Path) -> Iterator[TestClient]:
+    strict = make_settings(
+        settings.effective_database_url,
+        None,
+        tmp_path,
+        token_failures_burst_per_address=5,
+    )
+    with TestClient(create_app(strict), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def test_failed_attempts_per_address_are_braked(strict_client: TestClient, factory: Factory) -> None:
+    for i in range(5):
+        response = strict_client.post("/oauth/token", data=GRANT, headers=_basic(f"cs_unknown{i}", "x"))
+        assert response.status_code == 401
+    creds = factory.client()
+    braked = strict_client.post("/oauth/token", data=GRANT, headers=creds.basic())
+    assert braked.status_code == 429
+    assert int(braked.headers["retry-after"]) >= 1
