@@ -58,35 +58,33 @@ def _blank_is_none(value: object) -> object:
     return value
 
 
-def _text(max_length: int) -> Any:
-    return Annotated[
-        str,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length),
-        AfterValidator(_storable),
-    ]
-
-
-def _optional_text(max_length: int) -> Any:
-    return Annotated[_text(max_length) | None, BeforeValidator(_blank_is_none)]
+def _stripped(max_length: int) -> StringConstraints:
+    return StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
 
 
 ISODate = Annotated[date, BeforeValidator(_iso_date)]
 OptionalISODate = Annotated[ISODate | None, BeforeValidator(_blank_is_none)]
 
 # Sizes follow the columns (service/models/merchant.py); masked copies keep the length.
-Name = _text(200)
-PersonName = _optional_text(100)
-IdNumber = _optional_text(40)
-Address = _optional_text(300)
-Source = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"),
+Name = Annotated[str, _stripped(200), AfterValidator(_storable)]
+PersonName = Annotated[
+    Annotated[str, _stripped(100), AfterValidator(_storable)] | None,
+    BeforeValidator(_blank_is_none),
 ]
-SourceRecordId = _text(128)
-Authority = _text(200)
-DocumentNo = _text(200)
-Summary = _text(4000)
-Reason = _text(MAX_REASON)
+IdNumber = Annotated[
+    Annotated[str, _stripped(40), AfterValidator(_storable)] | None,
+    BeforeValidator(_blank_is_none),
+]
+Address = Annotated[
+    Annotated[str, _stripped(300), AfterValidator(_storable)] | None,
+    BeforeValidator(_blank_is_none),
+]
+Source = Annotated[str, _stripped(64), AfterValidator(_storable)]
+SourceRecordId = Annotated[str, _stripped(128), AfterValidator(_storable)]
+Authority = Annotated[str, _stripped(200), AfterValidator(_storable)]
+DocumentNo = Annotated[str, _stripped(200), AfterValidator(_storable)]
+Summary = Annotated[str, _stripped(4000), AfterValidator(_storable)]
+Reason = Annotated[str, _stripped(MAX_REASON), AfterValidator(_storable)]
 
 
 # ---- merchants ---------------------------------------------------------------------------

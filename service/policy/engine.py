@@ -1,0 +1,107 @@
+"""Evaluating the verdict policy: a pure function of the rules, the merchant and the day.
+
+Which records count is the contract's rule (CONTRACT.md, "Credit checks"): status
+``ACTIVE`` or ``UNDER_OBJECTION``, and ``publicity_until`` absent or not yet past. What
+they mean is the policy's (data, versioned). The verdict is the worst of the policy's
+verdicts over the counting records and the registration-status rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from typing import Protocol, TypedDict
+
+from schemas.enums import RecordStatus, Verdict
+from service.policy.rules import (
+    CATEGORIES,
+    POSITIVE_CATEGORIES,
+    RANK,
+    RANKED,
+    SEVERITIES,
+    UNKNOWN_CELL_RANK,
+    Rules,
+)
+
+COUNTING_STATUSES = frozenset({RecordStatus.ACTIVE.value, RecordStatus.UNDER_OBJECTION.value})
+
+_CATEGORY_ORDER = {c: i for i, c in enumerate(CATEGORIES)}
+_SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+class RecordLike(Protocol):
+    """What the engine reads of a credit record (an ORM row, a Core row, a test double)."""
+
+    @property
+    def category(self) -> str: ...
+
+    @property
+    def severity(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def publicity_until(self) -> date | None: ...
+
+
+class Reason(TypedDict):
+    category: str
+    severity: str
+    count: int
+    verdict: str
+
+
+def is_counting(record: RecordLike, today: date) -> bool:
+    """Whether ``record`` counts toward a verdict on ``today``."""
+    until = record.publicity_until
+    return record.status in COUNTING_STATUSES and (until is None or until >= today)
+
+
+def _reason_order(reason: Reason) -> tuple[int, int, int, str, str]:
+    """Worst verdict first, then the vocabularies' order (severity worst first)."""
+    return (
+        -RANK[reason["verdict"]],
+        _CATEGORY_ORDER.get(reason["category"], len(_CATEGORY_ORDER)),
+        -_SEVERITY_ORDER.get(reason["severity"], -1),
+        reason["category"],
+        reason["severity"],
+    )
+
+
+def evaluate(
+    rules: Rules,
+    registration_status: str,
+    records: Iterable[RecordLike],
+    today: date,
+) -> tuple[Verdict, list[Reason]]:
+    """The verdict and its reasons (counting records grouped by category and severity).
+
+    Positive categories (HONOR) appear among the reasons but never worsen the verdict,
+    whatever the rules say (validation already requires them to be CLEAR).
+    """
+    status_rank = rules.statuses.get(registration_status)
+    worst = 0 if status_rank is None else status_rank
+    counts: dict[tuple[str, str], int] = {}
+    for record in records:
+        if is_counting(record, today):
+            cell = (record.category, record.severity)
+            counts[cell] = counts.get(cell, 0) + 1
+    reasons: list[Reason] = []
+    for (category, severity), count in counts.items():
+        rank = rules.cells.get((category, severity), UNKNOWN_CELL_RANK)
+        if category in POSITIVE_CATEGORIES:
+            rank = 0
+        elif rank > worst:
+            worst = rank
+        reasons.append(
+            {
+                "category": category,
+                "severity": severity,
+                "count": count,
+                "verdict": RANKED[rank].value,
+            }
+        )
+    if len(reasons) > 1:
+        reasons.sort(key=_reason_order)
+    return RANKED[worst], reasons
