@@ -23,6 +23,7 @@ Values are normalised so every event has a canonical encoding:
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -54,8 +55,16 @@ def _clean_str(value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        return value.encode("utf-8", "replace").decode("utf-8").replace("?", "\ufffd")
+        return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in value)
     return value
+
+
+def _json_text(value: object) -> str:
+    """Compact JSON with sorted keys (integers beyond 64 bits fall back to the stdlib)."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _clean(value: object, depth: int = 0) -> object:
@@ -66,8 +75,8 @@ def _clean(value: object, depth: int = 0) -> object:
         return _clean_str(value)
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else str(value)
-    if depth >= _MAX_DEPTH:
-        return orjson.dumps(value, default=str).decode()
+    if depth >= _MAX_DEPTH:  # deeper than anything we write: keep it, as text
+        return _clean_str(json.dumps(value, default=str, ensure_ascii=False))
     if isinstance(value, Mapping):
         return {_clean_str(str(k)): _clean(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -141,6 +150,8 @@ def csv_cell(value: object) -> str:
     """One CSV cell: empty for null, digits for integers, escaped text otherwise."""
     if value is None:
         return ""
+    if value == "":
+        return "'"  # a lone apostrophe: the empty string, as opposed to null
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -155,7 +166,7 @@ def csv_row(event: Mapping[str, Any]) -> list[str]:
     """A public event (with ``seq``) as the cells of ``CSV_COLUMNS``."""
     actor = event["actor"]
     target = event["target"]
-    details = orjson.dumps(event["details"], option=orjson.OPT_SORT_KEYS).decode()
+    details = _json_text(event["details"])
     values: list[object] = [
         event["id"],
         event["seq"],
@@ -180,7 +191,7 @@ def csv_row(event: Mapping[str, Any]) -> list[str]:
 def _uncell(text: str) -> str | None:
     if text == "":
         return None
-    if text.startswith("'") and text[1:].startswith(_FORMULA_START):
+    if text.startswith("'"):  # the guard (a lone one stands for the empty string)
         return text[1:]
     return text
 
@@ -188,8 +199,8 @@ def _uncell(text: str) -> str | None:
 def document_from_csv_row(cells: Mapping[str, str]) -> dict[str, object]:
     """Rebuild the public event from a CSV export row (by header name), e.g. to re-hash it.
 
-    An empty cell is ``null``: the export never writes an empty string for a
-    field that holds one, because no event field is ever an empty string.
+    The reverse of ``csv_row``: an empty cell is ``null``, a lone apostrophe the
+    empty string, and the apostrophe that guards a formula-like cell is removed.
     """
 
     def text(name: str) -> str | None:

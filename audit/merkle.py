@@ -20,14 +20,17 @@ unchanged produces the same largest-power-of-two split at every level.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "CompactRange",
+    "SubtreeRoot",
     "consistency_proof",
+    "consistency_proof_from",
     "inclusion_proof",
+    "inclusion_proof_from",
     "leaf_hash",
     "node_hash",
     "root_hash",
@@ -195,6 +198,10 @@ class CompactRange:
         return f"CompactRange(size={self._size}, root={self.root().hex()})"
 
 
+SubtreeRoot = Callable[[int, int], bytes]
+"""``f(start, end)`` -> MTH of leaves ``[start, end)``: how the generic proofs read the tree."""
+
+
 def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
     """RFC 9162 section 2.1.3.1 ``PATH(index, D[n])`` with ``n = len(leaf_hashes)``.
 
@@ -202,18 +209,30 @@ def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> list[bytes]:
     root; the sibling subtrees together span fewer than ``n`` leaves, so the
     cost is O(n) hashes.
     """
-    n = len(leaf_hashes)
-    if not 0 <= index < n:
-        raise ValueError(f"leaf index {index} is outside a tree of size {n}")
+    return inclusion_proof_from(
+        index, len(leaf_hashes), lambda lo, hi: subtree_root(leaf_hashes, lo, hi)
+    )
+
+
+def inclusion_proof_from(index: int, size: int, subtree: SubtreeRoot) -> list[bytes]:
+    """``inclusion_proof`` for a tree of ``size`` leaves read through ``subtree(start, end)``.
+
+    Every range asked for is a node of the RFC 9162 tree (its start a multiple
+    of the largest power of two not above its length), so a store that caches
+    node hashes (e.g. the complete subtrees of a tiled log) answers each in
+    O(log n) instead of rehashing the leaves.
+    """
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is outside a tree of size {size}")
     proof: list[bytes] = []
-    lo, hi = 0, n
+    lo, hi = 0, size
     while hi - lo > 1:
         mid = lo + _split(hi - lo)
         if index < mid:
-            proof.append(subtree_root(leaf_hashes, mid, hi))
+            proof.append(subtree(mid, hi))
             hi = mid
         else:
-            proof.append(subtree_root(leaf_hashes, lo, mid))
+            proof.append(subtree(lo, mid))
             lo = mid
     proof.reverse()
     return proof
@@ -229,6 +248,16 @@ def consistency_proof(old_size: int, new_size: int, leaf_hashes: Sequence[bytes]
         raise ValueError(
             f"need 0 <= old_size ({old_size}) <= new_size ({new_size}) <= {len(leaf_hashes)}"
         )
+    return consistency_proof_from(
+        old_size, new_size, lambda lo, hi: subtree_root(leaf_hashes, lo, hi)
+    )
+
+
+def consistency_proof_from(old_size: int, new_size: int, subtree: SubtreeRoot) -> list[bytes]:
+    """``consistency_proof`` for a tree read through ``subtree(start, end)`` (see
+    ``inclusion_proof_from``)."""
+    if not 0 <= old_size <= new_size:
+        raise ValueError(f"need 0 <= old_size ({old_size}) <= new_size ({new_size})")
     if old_size in (0, new_size):
         return []
     proof: list[bytes] = []
@@ -238,14 +267,14 @@ def consistency_proof(old_size: int, new_size: int, leaf_hashes: Sequence[bytes]
     while True:
         if m == hi - lo:
             if not complete:
-                proof.append(subtree_root(leaf_hashes, lo, hi))
+                proof.append(subtree(lo, hi))
             break
         k = _split(hi - lo)
         if m <= k:
-            proof.append(subtree_root(leaf_hashes, lo + k, hi))
+            proof.append(subtree(lo + k, hi))
             hi = lo + k
         else:
-            proof.append(subtree_root(leaf_hashes, lo, lo + k))
+            proof.append(subtree(lo, lo + k))
             lo += k
             m -= k
             complete = False

@@ -21,6 +21,8 @@ from pydantic import (
     Field,
     StrictBool,
     StringConstraints,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -135,11 +137,13 @@ class RecordFields(BaseModel):
     publicity_until: OptionalISODate = None
     summary: Summary
 
-    @model_validator(mode="after")
-    def _dates_in_order(self) -> RecordFields:
-        if self.publicity_until is not None and self.publicity_until < self.decided_on:
-            raise ValueError("publicity_until must not be before decided_on")
-        return self
+    @field_validator("publicity_until")
+    @classmethod
+    def _not_before_decision(cls, value: date | None, info: ValidationInfo) -> date | None:
+        decided = info.data.get("decided_on")
+        if value is not None and isinstance(decided, date) and value < decided:
+            raise ValueError("must not be before decided_on")
+        return value
 
 
 class RecordCreate(RecordFields):

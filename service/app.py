@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     state.background_starters = []
     state.background_stoppers = []
     state.readiness = Readiness(runtime)
+    __import__("audit.embedded", fromlist=["install"]).install(state, runtime)
 
     install_problem_handlers(app)
     app.include_router(oauth_router)

@@ -1,5 +1,167 @@
-"""HTTP routes (placeholder until implemented)."""
+"""``/v1/credit-checks``: checks made by platforms, and reading them back.
 
-from fastapi import APIRouter
+The two POST routes are the hot path. Each is ONE sync function (one threadpool hop):
+it opens the request's transaction itself with the session dependency's own generator
+(the same commit, rollback and audit bookkeeping as ``SessionDep``) instead of
+declaring ``SessionDep``, whose enter and exit would each cost a further hop. The body
+is serialised once; the response returns those bytes (the stored ones).
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from auth.dependencies import CreditCheckAccess
+from auth.principal import Principal
+from schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from schemas.credit_checks import (
+    BatchCreate,
+    BatchResponse,
+    CreditCheck,
+    CreditCheckCreate,
+    CreditCheckPage,
+)
+from service.credit_checks import service
+from service.credit_checks.render import batch_body, page_body
+from service.db.session import SessionDep, get_session
+from service.openapi_docs import STANDARD, problems
+from service.policy.cache import policy_cache
+from service.problems import ProblemError
+from service.problems.render import problem_body, wants_chinese
+from service.ratelimit.dependency import RateGate, RateGateDep
+
+router = APIRouter(prefix="/v1", tags=["credit checks"], responses=problems(*STANDARD))
+JSON = "application/json"
+_transaction = contextmanager(get_session)
+
+RATE_HEADERS = {
+    "RateLimit-Policy": {"description": "The client's limits", "schema": {"type": "string"}},
+    "RateLimit": {"description": "What is left of them", "schema": {"type": "string"}},
+}
+
+
+def _issuer(request: Request, principal: Principal, gate: RateGate) -> service.Issuer:
+    state = request.app.state
+    signer = state.key_store.view().token_signer
+    if signer is None:
+        raise ProblemError("service-unavailable")
+    return service.Issuer(
+        principal=principal,
+        policy=policy_cache(state).current(),
+        signer=signer,
+        issuer=state.settings.issuer,
+        keyring=state.keyring,
+        charge=gate.charge,
+    )
+
+
+@router.post(
+    "/credit-checks",
+    status_code=201,
+    response_model=None,
+    name="credit_checks.create",
+    responses={
+        201: {
+            "model": CreditCheck,
+            "description": "The check, as stored",
+            "headers": {
+                "Location": {"description": "/v1/credit-checks/{id}", "schema": {"type": "string"}},
+                **RATE_HEADERS,
+            },
+        },
+        **problems(404, 429),
+    },
+)
+def create_check(
+    request: Request, body: CreditCheckCreate, principal: CreditCheckAccess, gate: RateGateDep
+) -> Response:
+    """Check one merchant: a verdict, its reasons, the records with `credit:detail`, and a
+    signed receipt. Counts one check against the quota once the code and purpose are valid
+    (an unknown merchant too)."""
+    ctx = request.state.audit
+    ctx.action = service.ACTION_CREATE
+    ctx.purpose = body.purpose.value
+    with _transaction(request) as session:
+        issued = service.create_check(session, ctx, _issuer(request, principal, gate), body)
+    headers = {"Location": f"/v1/credit-checks/{issued.check_id}", **issued.headers}
+    return Response(issued.body, status_code=201, media_type=JSON, headers=headers)
+
+
+@router.post(
+    "/credit-checks/batch",
+    response_model=None,
+    name="credit_checks.batch",
+    responses={
+        200: {"model": BatchResponse, "description": "One result per item, in input order"},
+        **problems(429),
+    },
+)
+def create_batch(
+    request: Request, body: BatchCreate, principal: CreditCheckAccess, gate: RateGateDep
+) -> Response:
+    """Check up to 1000 merchants for one purpose. Each item with a valid code counts as one
+    check against the quota; malformed codes are 422 items and cost nothing; if the quota
+    cannot cover every valid item, the whole batch is refused (429). Records are included
+    with `credit:detail`; personal data is always masked in a batch (no consent reference)."""
+    ctx = request.state.audit
+    ctx.action = service.ACTION_BATCH
+    ctx.purpose = body.purpose.value
+    with _transaction(request) as session:
+        outcome = service.create_batch(session, ctx, _issuer(request, principal, gate), body)
+    base_url = request.app.state.settings.public_url
+    request_id = ctx.request_id
+    chinese = wants_chinese(request.headers.get("accept-language"))
+
+    def render_problem(slug: str, extra: dict[str, object] | None) -> bytes:
+        return problem_body(
+            base_url=base_url, slug=slug, request_id=request_id, chinese=chinese, extra=extra
+        )[1]
+
+    return Response(
+        batch_body(outcome.results, render_problem), media_type=JSON, headers=outcome.headers
+    )
+
+
+@router.get(
+    "/credit-checks",
+    response_model=None,
+    name="credit_checks.list",
+    responses={200: {"model": CreditCheckPage, "description": "Newest first"}},
+)
+def list_checks(
+    request: Request,
+    session: SessionDep,
+    principal: CreditCheckAccess,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    """The client's own checks, newest first, each exactly as issued."""
+    ctx = request.state.audit
+    ctx.action = "credit_check.list"
+    items, next_cursor = service.list_checks(
+        session, ctx, request.app.state.keyring, principal.client_id, limit=limit, cursor=cursor
+    )
+    return Response(page_body(items, next_cursor), media_type=JSON)
+
+
+@router.get(
+    "/credit-checks/{check_id}",
+    response_model=None,
+    name="credit_checks.get",
+    responses={200: {"model": CreditCheck, "description": "As issued"}, **problems(404)},
+)
+def get_check(
+    request: Request,
+    check_id: Annotated[str, Path(max_length=64)],
+    session: SessionDep,
+    principal: CreditCheckAccess,
+) -> Response:
+    """One of the client's own checks, byte for byte as issued (whatever changed since).
+    Another client's check is 404."""
+    ctx = request.state.audit
+    ctx.action = "credit_check.read"
+    body = service.get_check(session, ctx, request.app.state.keyring, principal.client_id, check_id)
+    return Response(body, media_type=JSON)

@@ -9,8 +9,9 @@ verdicts over the counting records and the registration-status rule.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime
 from typing import Protocol, TypedDict
+from zoneinfo import ZoneInfo
 
 from schemas.enums import RecordStatus, Verdict
 from service.policy.rules import (
@@ -23,6 +24,7 @@ from service.policy.rules import (
     Rules,
 )
 
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 COUNTING_STATUSES = frozenset({RecordStatus.ACTIVE.value, RecordStatus.UNDER_OBJECTION.value})
 
 _CATEGORY_ORDER = {c: i for i, c in enumerate(CATEGORIES)}
@@ -105,3 +107,9 @@ def evaluate(
     if len(reasons) > 1:
         reasons.sort(key=_reason_order)
     return RANKED[worst], reasons
+
+
+def policy_day(now: datetime) -> date:
+    """The calendar day publicity periods are judged on: today in Asia/Shanghai (where
+    the deciding authorities date their decisions), not the server's local day."""
+    return now.astimezone(SHANGHAI).date()

@@ -1,0 +1,84 @@
+"""Wiring the audit trail into an API process: the shared ``AuditTrail``, the sealing
+backlog probe behind ``/readyz`` and the metrics, and the embedded sequencer thread.
+
+``service.app.create_app`` calls ``install(app.state, runtime)`` once. With
+``settings.embedded_sequencer`` (the default, right for one node on SQLite) a
+daemon thread seals every ``audit_seal_interval`` seconds; it competes for the
+same database lease as ``creditshare worker``, so running workers beside API
+nodes is safe: only one sequencer seals at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from audit.queries import AuditTrail
+from audit.sealer import Sequencer, SequencerLoop, Watermark
+from service.db.base import utcnow
+from service.readiness import Readiness
+from service.runtime import Runtime
+
+__all__ = ["BacklogProbe", "EmbeddedSequencer", "install"]
+
+log = logging.getLogger("creditshare.audit")
+
+
+class BacklogProbe:
+    """``() -> (unsealed events, age in seconds of the oldest)``, for readiness and metrics."""
+
+    def __init__(self, runtime: Runtime, watermark: Watermark | None = None) -> None:
+        self._factory = runtime.sessionmaker
+        self._watermark = watermark or Watermark()
+
+    def __call__(self) -> tuple[int, float]:
+        from audit import repository as repo
+
+        with self._factory() as session:
+            count, oldest = repo.backlog(session, self._watermark.value)
+            if count == 0:
+                self._watermark.advance(session)
+        age = 0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds())
+        return count, age
+
+
+class EmbeddedSequencer:
+    """The in-process sequencer thread, started and stopped with the app's lifespan."""
+
+    def __init__(self, runtime: Runtime, trail: AuditTrail) -> None:
+        settings = runtime.settings
+        self.sequencer = Sequencer(runtime.sessionmaker, runtime.key_store, trail.default_origin)
+        self.loop = SequencerLoop(self.sequencer, settings.audit_seal_interval)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self.loop.run, name="audit-sequencer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop at the next batch boundary and give the lease up."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self.loop.stop()
+        thread.join(timeout=30)
+        if thread.is_alive():
+            log.warning("audit sequencer did not stop within 30 s")
+
+
+def install(app_state: Any, runtime: Runtime) -> None:
+    """Give the app its ``audit_trail``, a backlog-aware ``readiness`` and, when configured,
+    the embedded sequencer (appended to ``background_starters``/``background_stoppers``)."""
+    trail = AuditTrail.for_public_url(
+        runtime.sessionmaker, runtime.key_store, runtime.settings.public_url
+    )
+    app_state.audit_trail = trail
+    app_state.readiness = Readiness(runtime, backlog=BacklogProbe(runtime))
+    if runtime.settings.embedded_sequencer:
+        embedded = EmbeddedSequencer(runtime, trail)
+        app_state.audit_sequencer = embedded
+        app_state.background_starters.append(embedded.start)
+        app_state.background_stoppers.append(embedded.stop)

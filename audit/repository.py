@@ -1,0 +1,417 @@
+"""All SQL of the audit trail: events, the sealed log, checkpoints and the sequencer lease.
+
+Rows are read as plain result rows (not ORM objects) where many are read at a
+time: the sealer and the verifier go through millions of events. Functions only
+execute statements; whoever calls them owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, TypeAlias
+
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    String,
+    and_,
+    cast,
+    exists,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from service.models import AuditCheckpoint, AuditEvent, AuditLogEntry, Lease
+
+SEQUENCER_LOCK_KEY: Final = 0x6373_6175_6469_74  # "csaudit": the PostgreSQL advisory lock
+
+EVENT_COLUMNS: Final = (
+    AuditEvent.pk,
+    AuditEvent.id,
+    AuditEvent.occurred_at,
+    AuditEvent.actor_client_id,
+    AuditEvent.actor_name,
+    AuditEvent.actor_kind,
+    AuditEvent.action,
+    AuditEvent.target_type,
+    AuditEvent.target_id,
+    AuditEvent.uscc,
+    AuditEvent.purpose,
+    AuditEvent.outcome,
+    AuditEvent.status,
+    AuditEvent.request_id,
+    AuditEvent.ip,
+    AuditEvent.details,
+)
+
+AnyRow: TypeAlias = Row[*tuple[Any, ...]]
+AnySelect: TypeAlias = Select[*tuple[Any, ...]]
+
+CHECK_ACTION_PREFIX: Final = "credit_check."
+CHECK_READ_ACTIONS: Final = ("credit_check.read", "credit_check.list", "credit_check.get")
+"""Reading an issued check is access to the merchant's data (access log) but no new check (stats)."""
+
+
+def _is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _unsealed() -> ColumnElement[bool]:
+    return ~exists().where(AuditLogEntry.event_pk == AuditEvent.pk)
+
+
+# ---- the sequencer lease ------------------------------------------------------------------
+
+
+def take_lease(session: Session, name: str, holder: str, until: datetime, now: datetime) -> bool:
+    """Take or renew lease ``name`` for ``holder`` if it is free, expired or already ours.
+
+    Runs in the caller's transaction; a concurrent first insert loses on the
+    primary key and returns False.
+    """
+    result = session.execute(
+        update(Lease)
+        .where(Lease.name == name, (Lease.holder == holder) | (Lease.expires_at <= now))
+        .values(holder=holder, expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) == 1:
+        return True
+    if session.scalar(select(Lease.name).where(Lease.name == name)) is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.execute(insert(Lease).values(name=name, holder=holder, expires_at=until))
+    except IntegrityError:
+        return False
+    return True
+
+
+def fence_lease(session: Session, name: str, holder: str, until: datetime, now: datetime) -> bool:
+    """Extend our unexpired lease, locking its row until the transaction ends.
+
+    The first statement of a sealing batch: if another holder took over in the
+    meantime it matches nothing and the batch is abandoned, and while the batch
+    runs the row lock (PostgreSQL) or the write lock (SQLite) keeps any other
+    sequencer out.
+    """
+    result = session.execute(
+        update(Lease)
+        .where(Lease.name == name, Lease.holder == holder, Lease.expires_at > now)
+        .values(expires_at=until)
+        .execution_options(synchronize_session=False)
+    )
+    return getattr(result, "rowcount", 0) == 1
+
+
+def release_lease(session: Session, name: str, holder: str, now: datetime) -> None:
+    """Let the lease expire now, so a standby takes over without waiting."""
+    session.execute(
+        update(Lease)
+        .where(Lease.name == name, Lease.holder == holder)
+        .values(expires_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def lease_holder(session: Session, name: str) -> tuple[str, datetime] | None:
+    row = session.execute(select(Lease.holder, Lease.expires_at).where(Lease.name == name)).first()
+    return None if row is None else (row.holder, row.expires_at)
+
+
+# ---- sealing ------------------------------------------------------------------------------
+
+
+def lock_sequencer(session: Session) -> None:
+    """Serialise sealing transactions: an advisory lock on PostgreSQL, the write lock on SQLite.
+
+    On SQLite a write statement (even one that changes nothing) takes the
+    database's write lock at once, so the reads that follow see the newest
+    committed state and no other writer can slip in before the commit.
+    """
+    if _is_postgres(session):
+        session.execute(select(func.pg_advisory_xact_lock(SEQUENCER_LOCK_KEY)))
+    else:
+        session.execute(text("UPDATE leases SET name = name WHERE 1 = 0"))
+
+
+def latest_checkpoint(session: Session) -> AuditCheckpoint | None:
+    return session.scalars(
+        select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(1)
+    ).first()
+
+
+def checkpoint_at(session: Session, size: int) -> AuditCheckpoint | None:
+    return session.get(AuditCheckpoint, size)
+
+
+def log_size(session: Session) -> int:
+    """The highest sealed seq (0 for an empty log)."""
+    return int(session.scalar(select(func.coalesce(func.max(AuditLogEntry.seq), 0))) or 0)
+
+
+def unsealed_events(session: Session, after_pk: int, limit: int) -> Sequence[AnyRow]:
+    """Up to ``limit`` committed events without a log entry, in pk order, above ``after_pk``."""
+    query = (
+        select(*EVENT_COLUMNS)
+        .where(AuditEvent.pk > after_pk, _unsealed())
+        .order_by(AuditEvent.pk)
+        .limit(limit)
+    )
+    return session.execute(query).all()
+
+
+def has_unsealed(session: Session, after_pk: int) -> bool:
+    query = select(AuditEvent.pk).where(AuditEvent.pk > after_pk, _unsealed()).limit(1)
+    return session.scalar(query) is not None
+
+
+def insert_entries(session: Session, entries: list[dict[str, object]]) -> None:
+    """Append log entries (``seq``, ``event_pk``, ``leaf_hash``, ``sealed_at``) in one round trip."""
+    if entries:
+        session.execute(insert(AuditLogEntry), entries)
+
+
+def insert_checkpoint(
+    session: Session,
+    *,
+    size: int,
+    root_hash: str,
+    frontier: list[str],
+    note: str,
+    key_id: str,
+    created_at: datetime,
+) -> None:
+    session.execute(
+        insert(AuditCheckpoint).values(
+            size=size,
+            root_hash=root_hash,
+            frontier=frontier,
+            note=note,
+            key_id=key_id,
+            created_at=created_at,
+        )
+    )
+
+
+def lowest_unsealed_pk(session: Session, after_pk: int) -> int | None:
+    return session.scalar(
+        select(func.min(AuditEvent.pk)).where(AuditEvent.pk > after_pk, _unsealed())
+    )
+
+
+def highest_settled_pk(
+    session: Session, after_pk: int, below_pk: int | None, occurred_before: datetime
+) -> int | None:
+    """The highest pk above ``after_pk`` (and below ``below_pk``) of an event older than a bound."""
+    query = select(func.max(AuditEvent.pk)).where(
+        AuditEvent.pk > after_pk, AuditEvent.occurred_at < occurred_before
+    )
+    if below_pk is not None:
+        query = query.where(AuditEvent.pk < below_pk)
+    return session.scalar(query)
+
+
+def backlog(session: Session, after_pk: int) -> tuple[int, datetime | None]:
+    """How many events above ``after_pk`` are unsealed, and when the oldest of them occurred."""
+    row = session.execute(
+        select(func.count(), func.min(AuditEvent.occurred_at)).where(
+            AuditEvent.pk > after_pk, _unsealed()
+        )
+    ).one()
+    return int(row[0]), row[1]
+
+
+# ---- reading events -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilters:
+    """The filters of ``GET /v1/audit/events`` and of the export (all optional, ANDed).
+
+    ``action`` matches exactly, or as a prefix when it ends in ``.*``
+    (``credit_check.*``); ``since`` is inclusive, ``until`` exclusive.
+    """
+
+    client_id: str | None = None
+    action: str | None = None
+    uscc: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    request_id: str | None = None
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _apply_filters(query: AnySelect, filters: EventFilters) -> AnySelect:
+    if filters.client_id is not None:
+        query = query.where(AuditEvent.actor_client_id == filters.client_id)
+    if filters.action is not None:
+        if filters.action.endswith(".*"):
+            query = query.where(
+                AuditEvent.action.like(_like_prefix(filters.action[:-1]), escape="\\")
+            )
+        else:
+            query = query.where(AuditEvent.action == filters.action)
+    if filters.uscc is not None:
+        query = query.where(AuditEvent.uscc == filters.uscc)
+    if filters.outcome is not None:
+        query = query.where(AuditEvent.outcome == filters.outcome)
+    if filters.since is not None:
+        query = query.where(AuditEvent.occurred_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(AuditEvent.occurred_at < filters.until)
+    if filters.request_id is not None:
+        query = query.where(AuditEvent.request_id == filters.request_id)
+    return query
+
+
+def _with_seq() -> AnySelect:
+    return select(*EVENT_COLUMNS, AuditLogEntry.seq).outerjoin(
+        AuditLogEntry, AuditLogEntry.event_pk == AuditEvent.pk
+    )
+
+
+def list_events(
+    session: Session,
+    filters: EventFilters,
+    *,
+    limit: int,
+    before_pk: int | None = None,
+    after_pk: int | None = None,
+    oldest_first: bool = False,
+) -> Sequence[AnyRow]:
+    """Events with their seq (null while unsealed), newest first unless ``oldest_first``."""
+    query = _apply_filters(_with_seq(), filters)
+    if before_pk is not None:
+        query = query.where(AuditEvent.pk < before_pk)
+    if after_pk is not None:
+        query = query.where(AuditEvent.pk > after_pk)
+    order = AuditEvent.pk.asc() if oldest_first else AuditEvent.pk.desc()
+    return session.execute(query.order_by(order).limit(limit)).all()
+
+
+def event_by_id(session: Session, event_id: str) -> AnyRow | None:
+    return session.execute(_with_seq().where(AuditEvent.id == event_id)).first()
+
+
+def access_log(
+    session: Session,
+    uscc: str,
+    *,
+    limit: int,
+    before_pk: int | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> Sequence[AnyRow]:
+    """Events of credit checks about ``uscc``, newest first (index ``uscc, pk``)."""
+    filters = EventFilters(uscc=uscc, action=CHECK_ACTION_PREFIX + "*", since=since, until=until)
+    return list_events(session, filters, limit=limit, before_pk=before_pk)
+
+
+def _shanghai_day(session: Session) -> ColumnElement[str]:
+    """The calendar day of ``occurred_at`` in Asia/Shanghai (UTC+8, no daylight saving since 1991)."""
+    if _is_postgres(session):
+        return func.to_char(
+            func.timezone("Asia/Shanghai", AuditEvent.occurred_at), literal_column("'YYYY-MM-DD'")
+        )
+    return cast(func.date(AuditEvent.occurred_at, "+8 hours"), String)
+
+
+def check_stats(
+    session: Session,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    client_id: str | None,
+) -> Sequence[AnyRow]:
+    """Rows ``(client_id, day, verdict, checks)``: credit checks grouped the three ways at once.
+
+    A check is an event whose action starts with ``credit_check.`` other than a
+    read of an issued check; its verdict is ``details["verdict"]`` (null when
+    the check issued none: refused, invalid, merchant not found).
+    """
+    day = _shanghai_day(session).label("day")
+    verdict = AuditEvent.details["verdict"].as_string().label("verdict")
+    query = select(AuditEvent.actor_client_id.label("client_id"), day, verdict, func.count())
+    query = query.where(
+        AuditEvent.action.like(_like_prefix(CHECK_ACTION_PREFIX), escape="\\"),
+        AuditEvent.action.not_in(CHECK_READ_ACTIONS),
+    )
+    query = _apply_filters(query, EventFilters(client_id=client_id, since=since, until=until))
+    query = query.group_by(AuditEvent.actor_client_id, day, verdict)
+    return session.execute(query).all()
+
+
+# ---- the sealed log -----------------------------------------------------------------------
+
+
+def leaf_hashes(session: Session, start: int, end: int) -> list[bytes]:
+    """Stored leaf hashes of leaf indexes ``[start, end)`` (seq ``start + 1`` .. ``end``).
+
+    Position ``i`` holds the leaf of seq ``start + i + 1``; a missing entry or a
+    malformed stored hash is ``b""`` there, so positions never shift.
+    """
+    out = [b""] * (end - start)
+    rows = session.execute(
+        select(AuditLogEntry.seq, AuditLogEntry.leaf_hash).where(
+            AuditLogEntry.seq > start, AuditLogEntry.seq <= end
+        )
+    ).all()
+    for seq, value in rows:
+        try:
+            out[seq - start - 1] = bytes.fromhex(value)
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def sealed_events(session: Session, first_seq: int, last_seq: int) -> Sequence[AnyRow]:
+    """Sealed events with seq in ``[first_seq, last_seq]``, in seq order, with ``seq`` and
+    the stored ``leaf_hash``."""
+    query = (
+        select(AuditLogEntry.seq, AuditLogEntry.leaf_hash, *EVENT_COLUMNS)
+        .join(AuditEvent, AuditEvent.pk == AuditLogEntry.event_pk)
+        .where(AuditLogEntry.seq >= first_seq, AuditLogEntry.seq <= last_seq)
+        .order_by(AuditLogEntry.seq)
+    )
+    return session.execute(query).all()
+
+
+def iter_sealed_events(
+    session: Session, first_seq: int, last_seq: int, *, chunk: int = 5000
+) -> Iterator[AnyRow]:
+    """``sealed_events`` in chunks, so memory stays flat over millions of events."""
+    start = first_seq
+    while start <= last_seq:
+        stop = min(last_seq, start + chunk - 1)
+        yield from sealed_events(session, start, stop)
+        start = stop + 1
+
+
+def checkpoints(session: Session, *, up_to_size: int | None = None) -> Sequence[AuditCheckpoint]:
+    query = select(AuditCheckpoint).order_by(AuditCheckpoint.size)
+    if up_to_size is not None:
+        query = query.where(AuditCheckpoint.size <= up_to_size)
+    return session.scalars(query).all()
+
+
+def checkpoints_between(session: Session, low: int, high: int) -> Sequence[AuditCheckpoint]:
+    """Checkpoints with ``low <= size <= high``, by size."""
+    return session.scalars(
+        select(AuditCheckpoint)
+        .where(and_(AuditCheckpoint.size >= low, AuditCheckpoint.size <= high))
+        .order_by(AuditCheckpoint.size)
+    ).all()

@@ -1,0 +1,82 @@
+"""Individual businesses: the owner's name is masked unless credit:pii AND a consent_ref."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from service.models import AuditEvent, CreditCheck
+from tests.fixtures.factories import Factory, random_uscc
+from tests.service.credit_checks.support import check, platform
+
+OWNER = "欧阳娜娜"
+
+
+@pytest.fixture
+def shop(factory: Factory) -> str:
+    return factory.merchant(random_uscc("92"), name="和平区测试小吃店", legal_representative=OWNER)
+
+
+@pytest.mark.parametrize(
+    ("scopes", "consent"),
+    [
+        ("credit:check", None),
+        ("credit:check", "consent-1"),
+        ("credit:check credit:pii", None),
+    ],
+    ids=["neither", "consent-without-scope", "scope-without-consent"],
+)
+def test_masked_unless_scope_and_consent(
+    client: TestClient, factory: Factory, shop: str, db: Any, scopes: str, consent: str | None
+) -> None:
+    extra = {"consent_ref": consent} if consent else {}
+    response = check(client, platform(factory, scopes), shop, **extra)
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["merchant"]["entity_type"] == "INDIVIDUAL_BUSINESS"
+    assert body["merchant"]["legal_representative"] == "欧***"
+    assert OWNER not in response.text
+    row = db.get(CreditCheck, body["id"])
+    assert row.consent_ref == consent  # stored either way
+    assert body["consent_ref"] == consent
+
+
+def test_unmasked_with_scope_and_consent_and_never_stored_in_clear(
+    client: TestClient, factory: Factory, shop: str, db: Any
+) -> None:
+    headers = platform(factory, "credit:check credit:pii")
+    response = check(client, headers, shop, consent_ref="auth-2026-001")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["merchant"]["legal_representative"] == OWNER
+    row = db.get(CreditCheck, body["id"])
+    assert row.consent_ref == "auth-2026-001"
+    assert OWNER not in row.body  # sealed at rest (PIPL)
+    again = client.get(f"/v1/credit-checks/{body['id']}", headers=headers)
+    assert again.content == response.content
+    listed = client.get("/v1/credit-checks", headers=headers).json()["items"]
+    assert listed[0] == body
+    event = db.scalar(select(AuditEvent).where(AuditEvent.target_id == body["id"]))
+    assert event.details["personal_data"] == "unmasked"
+    assert event.details["consent_ref"] == "auth-2026-001"
+    assert OWNER not in str(event.details)
+
+
+def test_companies_show_their_representative(client: TestClient, factory: Factory) -> None:
+    uscc = factory.merchant(legal_representative="李四")
+    body = check(client, platform(factory), uscc).json()
+    assert body["merchant"]["legal_representative"] == "李四"
+
+
+def test_batches_always_mask(client: TestClient, factory: Factory, shop: str) -> None:
+    headers = platform(factory, "credit:check credit:pii")
+    response = client.post(
+        "/v1/credit-checks/batch",
+        json={"purpose": "ONBOARDING", "items": [{"uscc": shop}]},
+        headers=headers,
+    )
+    assert response.status_code == 200
+    assert response.json()["results"][0]["check"]["merchant"]["legal_representative"] == "欧***"

@@ -1,0 +1,113 @@
+"""Rate plans at the credit-check endpoints: 429s with their headers, and batch costing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.problems import ProblemError
+from service.ratelimit import InProcessLimiter, LimiterUnavailable, RatePlan
+from service.ratelimit.decision import Decision
+from service.ratelimit.dependency import RateGate, charged_plan
+from tests.fixtures.factories import Factory, random_uscc
+from tests.service.credit_checks.support import check, ensure_plan, platform, used_today
+
+
+def test_burst_exceeded_is_429_rate_limited(client: TestClient, factory: Factory) -> None:
+    plan = ensure_plan(factory, "test-tiny-burst", rate=0.001, burst=2, quota=1000)
+    headers = platform(factory, plan=plan)
+    uscc = factory.merchant()
+    ok = [check(client, headers, uscc) for _ in range(2)]
+    assert [r.status_code for r in ok] == [201, 201]
+    assert ok[0].headers["ratelimit-policy"] == '"burst";q=2;w=2000, "daily";q=1000;w=86400'
+    assert ok[1].headers["ratelimit"].startswith('"burst";r=0;')
+    refused = check(client, headers, uscc)
+    assert refused.status_code == 429
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert refused.json()["type"].endswith("/problems/rate-limited")
+    assert 900 <= int(refused.headers["retry-after"]) <= 1000
+    assert refused.headers["ratelimit-policy"] == ok[0].headers["ratelimit-policy"]
+    assert '"daily";r=998;' in refused.headers["ratelimit"]
+    assert used_today(client, headers) == 2
+
+
+def test_daily_quota_exhausted_is_429_quota_exceeded(client: TestClient, factory: Factory) -> None:
+    plan = ensure_plan(factory, "test-quota-3", rate=1000.0, burst=100, quota=3)
+    headers = platform(factory, plan=plan)
+    uscc = factory.merchant()
+    assert [check(client, headers, uscc).status_code for _ in range(3)] == [201, 201, 201]
+    refused = check(client, headers, uscc)
+    assert refused.status_code == 429
+    assert refused.json()["type"].endswith("/problems/quota-exceeded")
+    assert int(refused.headers["retry-after"]) >= 1
+    assert '"daily";r=0;' in refused.headers["ratelimit"]
+    assert used_today(client, headers) == 3
+
+
+def test_unknown_merchants_use_up_the_quota_too(client: TestClient, factory: Factory) -> None:
+    plan = ensure_plan(factory, "test-quota-3", rate=1000.0, burst=100, quota=3)
+    headers = platform(factory, plan=plan)
+    assert [check(client, headers, random_uscc()).status_code for _ in range(3)] == [404] * 3
+    assert check(client, headers, factory.merchant()).status_code == 429
+
+
+# ---- the gate, with a clock of our own --------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+PLAN = RatePlan("p", requests_per_second=2.0, burst=5, daily_quota=100)
+
+
+def _gate(limiter: object, plan: RatePlan = PLAN) -> RateGate:
+    return RateGate(limiter=limiter, plans=lambda _name: plan, key="client:x", plan_name=plan.name)  # type: ignore[arg-type]
+
+
+def test_batch_cost_beyond_the_burst_takes_a_full_bucket() -> None:
+    clock = Clock()
+    gate = _gate(InProcessLimiter(clock))
+    headers = gate.charge(12)  # full bucket: admitted, 12 of the quota
+    assert headers["RateLimit"].startswith('"burst";r=0;t=3, "daily";r=88;')
+    with pytest.raises(ProblemError) as refused:
+        gate.charge(1)
+    assert refused.value.slug == "rate-limited"
+    clock.now += 0.5  # one token back (2/s)
+    gate.charge(1)
+    with pytest.raises(ProblemError):
+        gate.charge(6)  # a big batch waits for a full bucket again
+    clock.now += 2.5
+    gate.charge(6)
+
+
+def test_charged_plan_keeps_the_bucket_and_the_quota() -> None:
+    assert charged_plan(PLAN, 5) is PLAN
+    big = charged_plan(PLAN, 1000)
+    assert big.burst == 1000
+    assert big.daily_quota == PLAN.daily_quota
+    assert big.burst * big.emission_interval_us == PLAN.burst * PLAN.emission_interval_us
+
+
+@dataclass
+class DownLimiter:
+    def acquire(self, key: str, plan: RatePlan, cost: int = 1) -> Decision:
+        raise LimiterUnavailable("down")
+
+    def peek(self, key: str, plan: RatePlan) -> Decision:
+        raise LimiterUnavailable("down")
+
+
+def test_unreachable_limiter_is_503_never_admitted() -> None:
+    gate = _gate(DownLimiter())
+    for attempt in (lambda: gate.charge(1), gate.peek):
+        with pytest.raises(ProblemError) as refused:
+            attempt()
+        assert refused.value.slug == "service-unavailable"
+        assert refused.value.headers["Retry-After"] == "1"
