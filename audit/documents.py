@@ -68,19 +68,42 @@ def _json_text(value: object) -> str:
 
 
 def _clean(value: object, depth: int = 0) -> object:
-    """A copy of a JSON value that the canonical encoding accepts (see the module doc)."""
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, str):
+    """``value`` if the canonical encoding accepts it as is, else a copy that it accepts.
+
+    Like ``audit.canonical``, the common case (plain JSON without floats) is
+    returned without copying: the sealer runs this for every event.
+    """
+    t = type(value)
+    if t is str:
+        assert isinstance(value, str)
         return _clean_str(value)
-    if isinstance(value, float):
+    if t is int or t is bool or value is None:
+        return value
+    if t is float:
+        assert isinstance(value, float)
         return repr(value) if math.isfinite(value) else str(value)
     if depth >= _MAX_DEPTH:  # deeper than anything we write: keep it, as text
         return _clean_str(json.dumps(value, default=str, ensure_ascii=False))
+    if t is dict:
+        assert isinstance(value, dict)
+        for key, item in value.items():
+            if type(key) is not str or _clean(item, depth + 1) is not item:
+                return {_clean_str(str(k)): _clean(v, depth + 1) for k, v in value.items()}
+        return value
+    if t is list:
+        assert isinstance(value, list)
+        for item in value:
+            if _clean(item, depth + 1) is not item:
+                return [_clean(v, depth + 1) for v in value]
+        return value
     if isinstance(value, Mapping):
         return {_clean_str(str(k)): _clean(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_clean(v, depth + 1) for v in value]
+    if isinstance(value, int):  # an int subclass such as IntEnum: its number
+        return int(value)
+    if isinstance(value, str):  # a str subclass such as StrEnum: its text
+        return _clean_str(str.__str__(value))
     return _clean_str(str(value))
 
 

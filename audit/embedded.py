@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
+from audit import repository as repo
 from audit.queries import AuditTrail
 from audit.sealer import Sequencer, SequencerLoop, Watermark
 from service.db.base import utcnow
@@ -26,19 +29,33 @@ log = logging.getLogger("creditshare.audit")
 
 
 class BacklogProbe:
-    """``() -> (unsealed events, age in seconds of the oldest)``, for readiness and metrics."""
+    """``() -> (unsealed events, age in seconds of the oldest)``, for readiness and metrics.
 
-    def __init__(self, runtime: Runtime, watermark: Watermark | None = None) -> None:
+    Counts above its own watermark (moved up at most every ``advance_seconds``),
+    so a probe costs a scan of recent events, not of the whole log.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        watermark: Watermark | None = None,
+        *,
+        advance_seconds: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._factory = runtime.sessionmaker
         self._watermark = watermark or Watermark()
+        self._advance_seconds = advance_seconds
+        self._clock = clock
+        self._advanced_at: float | None = None
 
     def __call__(self) -> tuple[int, float]:
-        from audit import repository as repo
-
         with self._factory() as session:
-            count, oldest = repo.backlog(session, self._watermark.value)
-            if count == 0:
+            now = self._clock()
+            if self._advanced_at is None or now - self._advanced_at >= self._advance_seconds:
+                self._advanced_at = now
                 self._watermark.advance(session)
+            count, oldest = repo.backlog(session, self._watermark.value)
         age = 0.0 if oldest is None else max(0.0, (utcnow() - oldest).total_seconds())
         return count, age
 

@@ -7,6 +7,7 @@ execute statements; whoever calls them owns the transaction.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Row,
     Select,
     String,
+    Table,
     and_,
     cast,
     exists,
@@ -56,6 +58,8 @@ EVENT_COLUMNS: Final = (
 AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 AnySelect: TypeAlias = Select[*tuple[Any, ...]]
 
+AUDIT_LOG_TABLE: Final = typing.cast(Table, AuditLogEntry.__table__)
+
 CHECK_ACTION_PREFIX: Final = "credit_check."
 CHECK_READ_ACTIONS: Final = ("credit_check.read", "credit_check.list", "credit_check.get")
 """Reading an issued check is access to the merchant's data (access log) but no new check (stats)."""
@@ -65,8 +69,12 @@ def _is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _unsealed() -> ColumnElement[bool]:
-    return ~exists().where(AuditLogEntry.event_pk == AuditEvent.pk)
+def _unsealed(after_pk: int = 0) -> ColumnElement[bool]:
+    """No log entry for the event. The redundant bound on ``event_pk`` lets PostgreSQL
+    read only the tail of the unique index instead of hashing the whole log."""
+    return ~exists().where(
+        AuditLogEntry.event_pk == AuditEvent.pk, AuditLogEntry.event_pk > after_pk
+    )
 
 
 # ---- the sequencer lease ------------------------------------------------------------------
@@ -163,7 +171,7 @@ def unsealed_events(session: Session, after_pk: int, limit: int) -> Sequence[Any
     """Up to ``limit`` committed events without a log entry, in pk order, above ``after_pk``."""
     query = (
         select(*EVENT_COLUMNS)
-        .where(AuditEvent.pk > after_pk, _unsealed())
+        .where(AuditEvent.pk > after_pk, _unsealed(after_pk))
         .order_by(AuditEvent.pk)
         .limit(limit)
     )
@@ -171,14 +179,14 @@ def unsealed_events(session: Session, after_pk: int, limit: int) -> Sequence[Any
 
 
 def has_unsealed(session: Session, after_pk: int) -> bool:
-    query = select(AuditEvent.pk).where(AuditEvent.pk > after_pk, _unsealed()).limit(1)
+    query = select(AuditEvent.pk).where(AuditEvent.pk > after_pk, _unsealed(after_pk)).limit(1)
     return session.scalar(query) is not None
 
 
 def insert_entries(session: Session, entries: list[dict[str, object]]) -> None:
     """Append log entries (``seq``, ``event_pk``, ``leaf_hash``, ``sealed_at``) in one round trip."""
-    if entries:
-        session.execute(insert(AuditLogEntry), entries)
+    if entries:  # Core executemany, not the ORM bulk path (a third of the cost per batch)
+        session.execute(insert(AUDIT_LOG_TABLE), entries)
 
 
 def insert_checkpoint(
@@ -205,7 +213,7 @@ def insert_checkpoint(
 
 def lowest_unsealed_pk(session: Session, after_pk: int) -> int | None:
     return session.scalar(
-        select(func.min(AuditEvent.pk)).where(AuditEvent.pk > after_pk, _unsealed())
+        select(func.min(AuditEvent.pk)).where(AuditEvent.pk > after_pk, _unsealed(after_pk))
     )
 
 
@@ -225,7 +233,7 @@ def backlog(session: Session, after_pk: int) -> tuple[int, datetime | None]:
     """How many events above ``after_pk`` are unsealed, and when the oldest of them occurred."""
     row = session.execute(
         select(func.count(), func.min(AuditEvent.occurred_at)).where(
-            AuditEvent.pk > after_pk, _unsealed()
+            AuditEvent.pk > after_pk, _unsealed(after_pk)
         )
     ).one()
     return int(row[0]), row[1]

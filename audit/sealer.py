@@ -133,10 +133,12 @@ class Watermark:
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
-    """What one batch did: events sealed and the resulting log size (0, 0: nothing done)."""
+    """What one batch did: events sealed, the resulting log size (0, 0: nothing done) and
+    the highest pk it sealed."""
 
     sealed: int
     size: int
+    last_pk: int = 0
 
 
 class Sequencer:
@@ -189,15 +191,23 @@ class Sequencer:
 
     # ---- sealing --------------------------------------------------------------------------
     def pending(self) -> bool:
-        """Is anything waiting to be sealed? (A read, so an idle loop takes no write lock.)"""
-        with self.session_factory() as session:
-            return repo.has_unsealed(session, self.watermark.value)
+        """Is anything waiting to be sealed? (A read, so an idle loop takes no write lock.)
 
-    def seal_batch(self) -> BatchResult:
+        When nothing is, the watermark moves up, so that an idle loop's next look
+        only scans events written since.
+        """
+        with self.session_factory() as session:
+            if repo.has_unsealed(session, self.watermark.value):
+                return True
+            self.watermark.advance(session)
+            return False
+
+    def seal_batch(self, after_pk: int = 0) -> BatchResult:
         """Seal up to ``batch_size`` events in one transaction.
 
         Returns ``BatchResult(0, 0)`` when there was nothing to seal or the lease
-        is no longer ours. Raises ``SealingError`` when the stored log is not
+        is no longer ours. Only events above ``after_pk`` (and the watermark)
+        are looked at: ``drain`` passes the last pk of its previous batch. Raises ``SealingError`` when the stored log is not
         consistent with its latest checkpoint; database errors propagate after
         the rollback (a conflicting sequencer surfaces as ``IntegrityError``).
         """
@@ -208,7 +218,7 @@ class Sequencer:
             if signer is None:
                 raise SealingError("no active audit signing key: run `creditshare db upgrade`")
         kid, private_key = signer
-        after_pk = self.watermark.value
+        after_pk = max(after_pk, self.watermark.value)
         with self.session_factory() as session, session.begin():
             now = utcnow()
             repo.lock_sequencer(session)
@@ -250,7 +260,7 @@ class Sequencer:
             if self.before_commit is not None:
                 self.before_commit(first, rng.size)
         metrics.AUDIT_SEALED.inc(len(rows))
-        return BatchResult(len(rows), rng.size)
+        return BatchResult(len(rows), rng.size, rows[-1].pk)
 
     @staticmethod
     def _resume(session: Session, default_origin: str) -> tuple[CompactRange, str]:
@@ -282,11 +292,17 @@ class Sequencer:
 
         A conflicting sequencer (constraint violation, SQLite busy) ends the
         drain quietly; the next loop retries from the committed state.
+
+        Each batch after the first only looks above the last pk of the one
+        before (so a long backlog is not rescanned from the start every batch);
+        an event that commits meanwhile with a lower pk is found by the next drain,
+        which starts again from the watermark.
         """
         total = 0
+        after_pk = 0
         while stop is None or not stop.is_set():
             try:
-                result = self.seal_batch()
+                result = self.seal_batch(after_pk)
             except (IntegrityError, OperationalError) as exc:
                 log.warning(
                     "batch conflicted with another writer, will retry",
@@ -294,6 +310,7 @@ class Sequencer:
                 )
                 break
             total += result.sealed
+            after_pk = max(after_pk, result.last_pk)
             if result.sealed:
                 log.debug("sealed batch", extra={"events": result.sealed, "size": result.size})
             if result.sealed < self.batch_size:

@@ -9,12 +9,10 @@ are 422) while the import lines in :mod:`schemas.imports` ignore further fields.
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from typing import Annotated, Any
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -29,28 +27,20 @@ from pydantic import (
 from schemas.common import USCCInput
 from schemas.enums import Category, EntityType, RecordStatus, RegistrationStatus, Severity
 
-_ISO_DATE = re.compile(r"\A\d{4}-\d{2}-\d{2}\Z")
+_NO_NUL = r"^[^\x00]*$"
 MAX_REASON = 2000
 
 
 def _iso_date(value: object) -> object:
-    """Only ``YYYY-MM-DD`` strings (or dates): no timestamps, numbers or datetimes."""
+    """Only ``YYYY-MM-DD`` strings (or dates): no timestamps, numbers or datetimes.
+
+    The shape is checked here, the digits and the calendar by pydantic's date parser.
+    """
+    if isinstance(value, str) and len(value) == 10 and value[4] == value[7] == "-":
+        return value
     if isinstance(value, date) and not isinstance(value, datetime):
         return value
-    if isinstance(value, str) and _ISO_DATE.match(value):
-        return value
     raise ValueError("must be a date written YYYY-MM-DD")
-
-
-def _storable(value: str) -> str:
-    """Refuse what a database cannot store faithfully (PostgreSQL refuses NUL outright)."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return value
 
 
 def _blank_is_none(value: object) -> object:
@@ -61,32 +51,40 @@ def _blank_is_none(value: object) -> object:
 
 
 def _stripped(max_length: int) -> StringConstraints:
-    return StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
+    """Trimmed text of 1..max_length characters without NUL (which PostgreSQL cannot store).
+
+    Lone surrogates, which no database can store either, are refused by pydantic itself.
+    The check is a pattern so that it runs in pydantic's core: imports validate millions
+    of strings.
+    """
+    return StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=max_length, pattern=_NO_NUL
+    )
 
 
 ISODate = Annotated[date, BeforeValidator(_iso_date)]
 OptionalISODate = Annotated[ISODate | None, BeforeValidator(_blank_is_none)]
 
 # Sizes follow the columns (service/models/merchant.py); masked copies keep the length.
-Name = Annotated[str, _stripped(200), AfterValidator(_storable)]
+Name = Annotated[str, _stripped(200)]
 PersonName = Annotated[
-    Annotated[str, _stripped(100), AfterValidator(_storable)] | None,
+    Annotated[str, _stripped(100)] | None,
     BeforeValidator(_blank_is_none),
 ]
 IdNumber = Annotated[
-    Annotated[str, _stripped(40), AfterValidator(_storable)] | None,
+    Annotated[str, _stripped(40)] | None,
     BeforeValidator(_blank_is_none),
 ]
 Address = Annotated[
-    Annotated[str, _stripped(300), AfterValidator(_storable)] | None,
+    Annotated[str, _stripped(300)] | None,
     BeforeValidator(_blank_is_none),
 ]
-Source = Annotated[str, _stripped(64), AfterValidator(_storable)]
-SourceRecordId = Annotated[str, _stripped(128), AfterValidator(_storable)]
-Authority = Annotated[str, _stripped(200), AfterValidator(_storable)]
-DocumentNo = Annotated[str, _stripped(200), AfterValidator(_storable)]
-Summary = Annotated[str, _stripped(4000), AfterValidator(_storable)]
-Reason = Annotated[str, _stripped(MAX_REASON), AfterValidator(_storable)]
+Source = Annotated[str, _stripped(64)]
+SourceRecordId = Annotated[str, _stripped(128)]
+Authority = Annotated[str, _stripped(200)]
+DocumentNo = Annotated[str, _stripped(200)]
+Summary = Annotated[str, _stripped(4000)]
+Reason = Annotated[str, _stripped(MAX_REASON)]
 
 
 # ---- merchants ---------------------------------------------------------------------------

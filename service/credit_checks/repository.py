@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Select, and_, insert, or_, select
+from sqlalchemy import Date, Table, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from service.models import AuditEvent, CreditCheck, CreditRecord, Merchant
@@ -46,40 +46,43 @@ class Subject:
     records: list[RecordData] = field(default_factory=list)
 
 
-_MERCHANT_COLUMNS = (
-    Merchant.uscc,
-    Merchant.name,
-    Merchant.entity_type,
-    Merchant.registration_status,
-    Merchant.registered_on,
-    Merchant.legal_representative_masked,
-    Merchant.legal_representative_enc,
-    Merchant.data_updated_at,
+# Plain Core on the tables: these statements are built once and executed on the session's
+# connection, skipping per-call statement construction and the ORM execution layer.
+_merchants = Merchant.__table__
+_records = CreditRecord.__table__
+_MERCHANT_COLUMNS = tuple(
+    _merchants.c[name]
+    for name in (
+        "uscc",
+        "name",
+        "entity_type",
+        "registration_status",
+        "registered_on",
+        "legal_representative_masked",
+        "legal_representative_enc",
+        "data_updated_at",
+    )
 )
-_RECORD_COLUMNS = (
-    CreditRecord.id,
-    CreditRecord.category,
-    CreditRecord.severity,
-    CreditRecord.status,
-    CreditRecord.authority,
-    CreditRecord.document_no,
-    CreditRecord.decided_on,
-    CreditRecord.publicity_until,
-    CreditRecord.summary,
-)
+_RECORD_COLUMNS = tuple(_records.c[name] for name in RecordData._fields)
 _MERCHANT_WIDTH = len(_MERCHANT_COLUMNS)
 
-
-def _subjects_query(where: ColumnElement[bool], today: date) -> Select[*tuple[Any, ...]]:
-    # Only records that can count are fetched (the engine checks again: it is pure).
-    counting = and_(
-        CreditRecord.uscc == Merchant.uscc,
-        CreditRecord.status.in_(sorted(COUNTING_STATUSES)),
-        or_(CreditRecord.publicity_until.is_(None), CreditRecord.publicity_until >= today),
-    )
-    return (
-        select(*_MERCHANT_COLUMNS, *_RECORD_COLUMNS).outerjoin(CreditRecord, counting).where(where)
-    )
+# Only records that can count are fetched (the engine checks again: it is pure). The
+# join follows the index on credit_records.uscc.
+_COUNTING = and_(
+    _records.c.uscc == _merchants.c.uscc,
+    _records.c.status.in_(sorted(COUNTING_STATUSES)),
+    or_(
+        _records.c.publicity_until.is_(None),
+        _records.c.publicity_until >= bindparam("today", type_=Date()),
+    ),
+)
+_SUBJECTS = select(*_MERCHANT_COLUMNS, *_RECORD_COLUMNS).select_from(
+    _merchants.outerjoin(_records, _COUNTING)
+)
+_ONE_SUBJECT = _SUBJECTS.where(_merchants.c.uscc == bindparam("uscc"))
+_MANY_SUBJECTS = _SUBJECTS.where(_merchants.c.uscc.in_(bindparam("codes", expanding=True)))
+_INSERT_CHECKS = cast(Table, CreditCheck.__table__).insert()
+_INSERT_EVENTS = cast(Table, AuditEvent.__table__).insert()
 
 
 def _collect(rows: Sequence[Sequence[object]]) -> dict[str, Subject]:
@@ -97,35 +100,42 @@ def _collect(rows: Sequence[Sequence[object]]) -> dict[str, Subject]:
 
 
 def load_subject(session: Session, uscc: str, today: date) -> Subject | None:
-    rows = session.execute(_subjects_query(Merchant.uscc == uscc, today)).all()
+    rows = session.connection().execute(_ONE_SUBJECT, {"uscc": uscc, "today": today}).all()
     return _collect(rows).get(uscc)
 
 
 def load_subjects(session: Session, codes: Collection[str], today: date) -> dict[str, Subject]:
     if not codes:
         return {}
-    rows = session.execute(_subjects_query(Merchant.uscc.in_(sorted(codes)), today)).all()
+    rows = (
+        session.connection().execute(_MANY_SUBJECTS, {"codes": sorted(codes), "today": today}).all()
+    )
     return _collect(rows)
 
 
 def insert_checks(session: Session, rows: Sequence[Mapping[str, object]]) -> None:
     """Insert issued checks now, in one executemany (no RETURNING: the ids are ours)."""
     if rows:
-        session.execute(insert(CreditCheck), list(rows))
+        session.connection().execute(_INSERT_CHECKS, list(rows))
 
 
 _EVENT_COLUMNS = tuple(c.key for c in AuditEvent.__table__.columns if c.key != "pk")
 
 
-def insert_events(session: Session, events: Sequence[AuditEvent]) -> None:
-    """Insert audit events built by ``audit.recorder.build_event`` in one executemany.
+def event_row(event: AuditEvent) -> dict[str, object]:
+    """The column values of an event built by ``audit.recorder.build_event``."""
+    return {key: getattr(event, key) for key in _EVENT_COLUMNS}
 
-    Added to the session instead, they would be inserted one statement per row on SQLite
-    (the ORM fetches each generated ``pk`` back); nobody needs those keys here.
+
+def insert_events(session: Session, rows: Sequence[Mapping[str, object]]) -> None:
+    """Insert audit events in one executemany.
+
+    Added to the session as ORM objects instead, they would cost a unit-of-work flush,
+    and on SQLite one statement per row (the ORM fetches each generated ``pk`` back);
+    nobody needs those keys here.
     """
-    if events:
-        rows = [{key: getattr(event, key) for key in _EVENT_COLUMNS} for event in events]
-        session.execute(insert(AuditEvent), rows)
+    if rows:
+        session.connection().execute(_INSERT_EVENTS, list(rows))
 
 
 class StoredCheck(NamedTuple):

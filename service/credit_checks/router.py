@@ -1,10 +1,12 @@
 """``/v1/credit-checks``: checks made by platforms, and reading them back.
 
-The two POST routes are the hot path. Each is ONE sync function (one threadpool hop):
-it opens the request's transaction itself with the session dependency's own generator
-(the same commit, rollback and audit bookkeeping as ``SessionDep``) instead of
-declaring ``SessionDep``, whose enter and exit would each cost a further hop. The body
-is serialised once; the response returns those bytes (the stored ones).
+The two POST routes are the hot path. Each makes exactly one thread hop, through the
+check runner (``runner.py``: a per-process thread limit sized for the database, and
+SQLite's writers serialised in-process), and opens the request's transaction itself with
+the session dependency's own generator (the same commit, rollback and audit bookkeeping
+as ``SessionDep``) instead of declaring ``SessionDep``, whose enter and exit would each
+cost a further hop. The body is serialised once; the response returns those bytes (the
+stored ones).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from schemas.credit_checks import (
 )
 from service.credit_checks import service
 from service.credit_checks.render import batch_body, page_body
+from service.credit_checks.runner import CheckRunner, check_runner
 from service.db.session import SessionDep, get_session
 from service.openapi_docs import STANDARD, problems
 from service.policy.cache import policy_cache
@@ -75,7 +78,7 @@ def _issuer(request: Request, principal: Principal, gate: RateGate) -> service.I
         **problems(404, 429),
     },
 )
-def create_check(
+async def create_check(
     request: Request, body: CreditCheckCreate, principal: CreditCheckAccess, gate: RateGateDep
 ) -> Response:
     """Check one merchant: a verdict, its reasons, the records with `credit:detail`, and a
@@ -84,10 +87,23 @@ def create_check(
     ctx = request.state.audit
     ctx.action = service.ACTION_CREATE
     ctx.purpose = body.purpose.value
-    with _transaction(request) as session:
-        issued = service.create_check(session, ctx, _issuer(request, principal, gate), body)
+    runner = check_runner(request.app.state)
+    issued = await runner.run(_create_check, request, runner, principal, gate, body)
     headers = {"Location": f"/v1/credit-checks/{issued.check_id}", **issued.headers}
     return Response(issued.body, status_code=201, media_type=JSON, headers=headers)
+
+
+def _create_check(
+    request: Request,
+    runner: CheckRunner,
+    principal: Principal,
+    gate: RateGate,
+    body: CreditCheckCreate,
+) -> service.Issued:
+    """The blocking part, in the runner's thread: one transaction, committed on return."""
+    issuer = _issuer(request, principal, gate)
+    with runner.transaction_guard(), _transaction(request) as session:
+        return service.create_check(session, request.state.audit, issuer, body)
 
 
 @router.post(
@@ -99,7 +115,7 @@ def create_check(
         **problems(429),
     },
 )
-def create_batch(
+async def create_batch(
     request: Request, body: BatchCreate, principal: CreditCheckAccess, gate: RateGateDep
 ) -> Response:
     """Check up to 1000 merchants for one purpose. Each item with a valid code counts as one
@@ -109,20 +125,31 @@ def create_batch(
     ctx = request.state.audit
     ctx.action = service.ACTION_BATCH
     ctx.purpose = body.purpose.value
-    with _transaction(request) as session:
-        outcome = service.create_batch(session, ctx, _issuer(request, principal, gate), body)
+    runner = check_runner(request.app.state)
+    content = await runner.run(_create_batch, request, runner, principal, gate, body)
+    return Response(content[0], media_type=JSON, headers=content[1])
+
+
+def _create_batch(
+    request: Request,
+    runner: CheckRunner,
+    principal: Principal,
+    gate: RateGate,
+    body: BatchCreate,
+) -> tuple[bytes, dict[str, str]]:
+    ctx = request.state.audit
+    issuer = _issuer(request, principal, gate)
+    with runner.transaction_guard(), _transaction(request) as session:
+        outcome = service.create_batch(session, ctx, issuer, body)
     base_url = request.app.state.settings.public_url
-    request_id = ctx.request_id
     chinese = wants_chinese(request.headers.get("accept-language"))
 
     def render_problem(slug: str, extra: dict[str, object] | None) -> bytes:
         return problem_body(
-            base_url=base_url, slug=slug, request_id=request_id, chinese=chinese, extra=extra
+            base_url=base_url, slug=slug, request_id=ctx.request_id, chinese=chinese, extra=extra
         )[1]
 
-    return Response(
-        batch_body(outcome.results, render_problem), media_type=JSON, headers=outcome.headers
-    )
+    return batch_body(outcome.results, render_problem), outcome.headers
 
 
 @router.get(

@@ -41,7 +41,6 @@ from service.credit_checks.repository import Subject
 from service.credit_checks.stored import issued_bytes, store_form
 from service.crypto import KeyRing
 from service.ids import looks_like_id, new_id
-from service.models import AuditEvent
 from service.pagination import decode_str_cursor, encode_cursor
 from service.policy.cache import PolicySnapshot
 from service.policy.engine import evaluate, is_counting, policy_day
@@ -51,6 +50,7 @@ ACTION_CREATE = "credit_check.create"
 ACTION_BATCH = "credit_check.batch"
 TARGET_TYPE = "credit_check"
 CHECK_ID_PREFIX = "chk"
+EVENT_ID_PREFIX = "evt"  # as audit.recorder.build_event names events
 
 Charge = Callable[[int], dict[str, str]]
 """Charges n checks to the client's rate plan: response headers, or a 429/503 problem."""
@@ -118,6 +118,18 @@ def _require_purpose(principal: Principal, purpose: str) -> None:
 # ---- issuing ---------------------------------------------------------------------------------
 
 
+def _record(session: Session, ctx: RequestAudit, status: int, *also: dict[str, object]) -> None:
+    """``audit.recorder.record_in_session``, inserted with Core instead of an ORM flush.
+
+    Same event (``build_event``), same transaction, same bookkeeping (``pending_event_id``,
+    which the session dependency turns into ``recorded_event_id`` on commit); the ORM
+    unit of work was a tenth of a check's CPU. ``also``: more events, same statement.
+    """
+    event = build_event(ctx, status)
+    repository.insert_events(session, [*also, repository.event_row(event)])
+    ctx.pending_event_id = event.id
+
+
 @dataclass(frozen=True, slots=True)
 class _Check:
     id: str
@@ -137,7 +149,9 @@ def _issue(
     may_unmask: bool,
     now: datetime,
     today: date,
+    created_at: str,
 ) -> _Check:
+    """Decide, sign and serialise one check (``created_at``: ``now`` as written)."""
     policy = issuer.policy
     verdict, reasons = evaluate(policy.rules, subject.registration_status, subject.records, today)
     deciding = records_view([r for r in subject.records if is_counting(r, today)])
@@ -160,7 +174,7 @@ def _issue(
     unmask = shows_personal_data(subject, may_unmask=may_unmask)
     document: dict[str, object] = {
         "id": check_id,
-        "created_at": timestamp(now),
+        "created_at": created_at,
         "purpose": purpose,
         "reference": reference,
         "consent_ref": consent_ref,
@@ -226,31 +240,59 @@ def create_check(
         may_unmask=may_unmask,
         now=now,
         today=today,
+        created_at=timestamp(now),
     )
     repository.insert_checks(session, [check.row])
     ctx.target_type, ctx.target_id = TARGET_TYPE, check.id
     ctx.details["verdict"] = check.verdict
     if check.unmasked:
         ctx.details.update(personal_data="unmasked", consent_ref=data.consent_ref)
-    record_in_session(session, ctx, 201)
+    _record(session, ctx, 201)
     return Issued(check_id=check.id, body=check.body, headers=headers)
 
 
-def _item_event(ctx: RequestAudit, *, uscc: str, status: int, check: _Check | None) -> AuditEvent:
-    """The event of one batch item, shaped like a single check's so that every check
-    of a merchant shows in its access log, whichever way it was made."""
-    item = dataclasses.replace(
-        ctx,
-        action=ACTION_CREATE,
-        uscc=uscc,
-        target_type=TARGET_TYPE if check else None,
-        target_id=check.id if check else None,
-        details={"batch": True, **({"verdict": check.verdict} if check else {})},
-        outcome=None,
-        pending_event_id=None,
-        recorded_event_id=None,
-    )
-    return build_event(item, status)
+class _ItemEvents:
+    """The events of batch items, shaped like a single check's so that every check of a
+    merchant shows in its access log, whichever way it was made.
+
+    ``build_event`` makes one template per status; each item's event is that template
+    with its own id, ``uscc``, target and verdict (building 1000 ORM objects was a third
+    of a batch's time).
+    """
+
+    def __init__(self, ctx: RequestAudit) -> None:
+        self._ctx = ctx
+        self._templates: dict[int, dict[str, object]] = {}
+        self.rows: list[dict[str, object]] = []
+
+    def _template(self, status: int, checked: bool) -> dict[str, object]:
+        template = self._templates.get(status)
+        if template is None:
+            item = dataclasses.replace(
+                self._ctx,
+                action=ACTION_CREATE,
+                uscc=None,
+                target_type=TARGET_TYPE if checked else None,
+                target_id=None,
+                details={"batch": True},
+                outcome=None,
+                pending_event_id=None,
+                recorded_event_id=None,
+            )
+            template = repository.event_row(build_event(item, status))
+            self._templates[status] = template
+        return template
+
+    def add(self, uscc: str, status: int, check: _Check | None) -> None:
+        row = dict(self._template(status, check is not None))
+        row["id"] = new_id(EVENT_ID_PREFIX)
+        row["uscc"] = uscc
+        if check is not None:
+            details = row["details"]
+            assert isinstance(details, dict)
+            row["target_id"] = check.id
+            row["details"] = {**details, "verdict": check.verdict}
+        self.rows.append(row)
 
 
 def create_batch(
@@ -283,9 +325,10 @@ def create_batch(
     cost = sum(valid)
     headers = issuer.charge(cost) if cost else {}
 
+    created_at = timestamp(now)
     results: list[ItemResult] = []
     rows: list[dict[str, object]] = []
-    events: list[AuditEvent] = []
+    events = _ItemEvents(ctx)
     verdicts: Counter[str] = Counter()
     for item, (code, reason), ok in zip(data.items, parsed, valid, strict=True):
         if not ok:
@@ -297,7 +340,7 @@ def create_batch(
         subject = subjects.get(code)
         if subject is None:
             results.append(ItemResult(code, 404, problem="merchant-not-found"))
-            events.append(_item_event(ctx, uscc=code, status=404, check=None))
+            events.add(code, 404, None)
             continue
         check = _issue(
             issuer,
@@ -308,21 +351,21 @@ def create_batch(
             may_unmask=False,
             now=now,
             today=today,
+            created_at=created_at,
         )
         rows.append(check.row)
         verdicts[check.verdict] += 1
         results.append(ItemResult(code, 200, body=check.body))
-        events.append(_item_event(ctx, uscc=code, status=200, check=check))
+        events.add(code, 200, check)
     repository.insert_checks(session, rows)
-    repository.insert_events(session, events)
     ctx.details.update(
         items=len(results),
         checked=len(rows),
-        not_found=len(events) - len(rows),
+        not_found=len(events.rows) - len(rows),
         invalid=len(results) - cost,
         verdicts=dict(verdicts),
     )
-    record_in_session(session, ctx, 200)
+    _record(session, ctx, 200, *events.rows)
     return BatchOutcome(results=results, headers=headers)
 
 

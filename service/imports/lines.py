@@ -7,7 +7,7 @@ schema's own wording; the submitted content is never echoed back.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -86,7 +86,6 @@ class LineSplitter:
 @dataclass(slots=True)
 class MerchantItem:
     number: int
-    raw: bytes
     line: MerchantLine
     code: CheckedCode
 
@@ -94,14 +93,18 @@ class MerchantItem:
 @dataclass(slots=True)
 class RecordItem:
     number: int
-    raw: bytes
     line: RecordLine
     code: str
     """Normalised, 18 characters; checked only if no merchant holds it (legacy codes exist)."""
+    source: bytes | Mapping[str, Any]
+    """The line as given, kept to park the record until its merchant turns up."""
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.line.source, self.line.source_record_id)
+
+    def raw(self) -> bytes:
+        return self.source if isinstance(self.source, bytes) else orjson.dumps(self.source)
 
 
 @dataclass(slots=True)
@@ -145,21 +148,26 @@ def parse(line: RawLine) -> Parsed | None:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
         return Rejection(line.number, [("line", "Not valid JSON (or not UTF-8)")])
+    return parse_object(line.number, obj, data)
+
+
+def parse_object(number: int, obj: object, data: bytes | None = None) -> Parsed:
+    """A decoded line (e.g. straight from the demo generator) as a merchant or record."""
     if not isinstance(obj, dict):
-        return Rejection(line.number, [("line", "Must be a JSON object")])
+        return Rejection(number, [("line", "Must be a JSON object")])
     kind = obj.get("kind")
     try:
         if kind == "merchant":
             merchant = MerchantLine.model_validate(obj)
-            return MerchantItem(line.number, data, merchant, check_code(merchant.uscc))
+            return MerchantItem(number, merchant, check_code(merchant.uscc))
         if kind == "record":
             record = RecordLine.model_validate(obj)
             code = normalize_uscc(record.uscc)
             if len(code) != USCC_LENGTH:
                 raise USCCError("length")
-            return RecordItem(line.number, data, record, code)
+            return RecordItem(number, record, code, obj if data is None else data)
     except ValidationError as exc:
-        return Rejection(line.number, _schema_errors(exc))
+        return Rejection(number, _schema_errors(exc))
     except USCCError as exc:
-        return Rejection(line.number, [("uscc", str(exc))])
-    return Rejection(line.number, [("kind", 'Must be "merchant" or "record"')])
+        return Rejection(number, [("uscc", str(exc))])
+    return Rejection(number, [("kind", 'Must be "merchant" or "record"')])

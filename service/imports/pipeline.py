@@ -26,7 +26,7 @@ Used by ``POST /v1/admin/imports``, ``creditshare import`` and ``creditshare dem
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -41,10 +41,12 @@ from service.db.base import utcnow
 from service.ids import new_id
 from service.imports.lines import (
     MerchantItem,
+    Parsed,
     RawLine,
     RecordItem,
     Rejection,
     parse,
+    parse_object,
 )
 from service.merchants import repository as repo
 from service.merchants.rows import (
@@ -145,7 +147,7 @@ class _Outcome:
     merchants: Counts = field(default_factory=Counts)
     records: Counts = field(default_factory=Counts)
     rejections: list[Rejection] = field(default_factory=list)
-    deferred: list[Item] = field(default_factory=list)
+    deferred: list[RecordItem] = field(default_factory=list)
 
 
 @dataclass
@@ -211,26 +213,30 @@ class ImportPipeline:
     def process(self, lines: Iterable[RawLine]) -> None:
         """Take numbered lines (e.g. from a LineSplitter); stores every full batch."""
         for line in lines:
-            parsed = parse(line)
-            if parsed is None:
-                continue
-            self.report.lines += 1
-            if isinstance(parsed, Rejection):
-                self.report.reject(parsed, self._max_reported)
-                continue
-            self._pending.append(parsed)
-            if len(self._pending) >= self._batch_lines:
-                self._flush(final=False)
+            self._take(parse(line))
 
     def feed_lines(self, lines: Iterable[bytes]) -> None:
         """Take whole lines (without newlines), numbered from 1 across calls."""
+        for data in lines:
+            self._take(parse(RawLine(self._next_number, data)))
+            self._next_number += 1
 
-        def numbered() -> Iterator[RawLine]:
-            for data in lines:
-                yield RawLine(self._next_number, data)
-                self._next_number += 1
+    def feed_objects(self, objects: Iterable[Mapping[str, object]]) -> None:
+        """Take lines already decoded from JSON (the demo generator's), numbered like lines."""
+        for obj in objects:
+            self._take(parse_object(self._next_number, obj))
+            self._next_number += 1
 
-        self.process(numbered())
+    def _take(self, parsed: Parsed | None) -> None:
+        if parsed is None:
+            return
+        self.report.lines += 1
+        if isinstance(parsed, Rejection):
+            self.report.reject(parsed, self._max_reported)
+            return
+        self._pending.append(parsed)
+        if len(self._pending) >= self._batch_lines:
+            self._flush(final=False)
 
     def finish(self) -> ImportReport:
         """Store what is pending, retry the parked records, and return the report."""
@@ -300,8 +306,9 @@ class ImportPipeline:
         for rejection in outcome.rejections:
             self.report.reject(rejection, self._max_reported)
         for item in outcome.deferred:
-            self._deferred.write(b"%d %d\n" % (item.number, len(item.raw)))
-            self._deferred.write(item.raw)
+            raw = item.raw()
+            self._deferred.write(b"%d %d\n" % (item.number, len(raw)))
+            self._deferred.write(raw)
             self._deferred_count += 1
 
     # ---- one segment: unique keys, handled set-based ----------------------------------

@@ -12,7 +12,21 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, exists, insert, select, update
+import orjson
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    ColumnElement,
+    String,
+    Table,
+    any_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
@@ -77,18 +91,36 @@ def any_merchant(session: Session) -> bool:
 
 
 # ---- bulk reads (importer) ---------------------------------------------------------------
+def _one_of(
+    session: Session, column: ColumnElement[str], values: Collection[str]
+) -> ColumnElement[bool]:
+    """``column IN values`` with the values as one bound parameter, however many there are.
+
+    A plain ``IN`` renders one parameter per value, and compiling a thousand of them
+    per batch costs more than running the query.
+    """
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(String)))
+    if name == "sqlite":
+        packed = bindparam(None, orjson.dumps(list(values)).decode(), type_=String)
+        each = func.json_each(packed).table_valued("value")
+        return column.in_(select(each.c.value))
+    return column.in_(list(values))
+
+
 def merchant_rows(session: Session, usccs: Collection[str]) -> dict[str, RowMapping]:
     """The stored rows of those merchants that exist, by code."""
     if not usccs:
         return {}
-    query = select(_MERCHANTS).where(_MERCHANTS.c.uscc.in_(list(usccs)))
+    query = select(_MERCHANTS).where(_one_of(session, _MERCHANTS.c.uscc, usccs))
     return {row["uscc"]: row for row in session.execute(query).mappings()}
 
 
 def existing_usccs(session: Session, usccs: Collection[str]) -> set[str]:
     if not usccs:
         return set()
-    query = select(_MERCHANTS.c.uscc).where(_MERCHANTS.c.uscc.in_(list(usccs)))
+    query = select(_MERCHANTS.c.uscc).where(_one_of(session, _MERCHANTS.c.uscc, usccs))
     return set(session.scalars(query).all())
 
 
@@ -100,7 +132,7 @@ def record_rows(session: Session, keys: Iterable[RecordKey]) -> dict[RecordKey, 
     found: dict[RecordKey, RowMapping] = {}
     for source, ids in by_source.items():
         query = select(_RECORDS).where(
-            _RECORDS.c.source == source, _RECORDS.c.source_record_id.in_(ids)
+            _RECORDS.c.source == source, _one_of(session, _RECORDS.c.source_record_id, ids)
         )
         for row in session.execute(query).mappings():
             found[(row["source"], row["source_record_id"])] = row
@@ -111,41 +143,55 @@ def record_rows(session: Session, keys: Iterable[RecordKey]) -> dict[RecordKey, 
 def _bulk_insert(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """INSERT all ``rows`` (same keys each) with one DBAPI ``executemany``.
 
-    SQLAlchemy would run each value of each row through its column type's bind
-    processor, which dominates the cost of a large import. Here each column's processor
-    runs once per distinct value object instead: a batch shares one timestamp object,
-    and dates and codes repeat. The statement, its bind casts and the processors are
-    still SQLAlchemy's own, so the stored values are exactly what the ORM would write.
+    SQLAlchemy would run every value of every row through its column type's bind
+    processor one by one, which dominates the cost of a large import. Here values are
+    converted column by column, each distinct value once (a batch shares one timestamp,
+    and dates repeat). The statement, its bind casts and the processors are still
+    SQLAlchemy's own, so the stored values read back exactly as the ORM's would.
     """
     if not rows:
         return
     connection = session.connection()
     dialect = connection.dialect
-    keys = list(rows[0])
-    compiled = insert(table).compile(dialect=dialect, column_keys=keys)
-    processors = [(key, table.c[key].type.bind_processor(dialect)) for key in keys]
-    converted: list[dict[str, Any]] = []
-    memo: dict[str, tuple[object, object]] = {}
-    for row in rows:
-        out: dict[str, Any] = {}
-        for key, process in processors:
-            value = row[key]
-            if process is not None and value is not None:
-                last = memo.get(key)
-                if last is not None and last[0] is value:
-                    value = last[1]
-                else:
-                    processed = process(value)
-                    memo[key] = (value, processed)
-                    value = processed
-            out[key] = value
-        converted.append(out)
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(rows[0]))
+    names = list(compiled.positiontup or ()) if compiled.positional else list(rows[0])
+    columns: list[list[Any]] = []
+    for name in names:
+        values = [row[name] for row in rows]
+        column_type = table.c[name].type
+        if isinstance(column_type, JSON):
+            # orjson instead of the dialect's json.dumps: same JSON, several times faster.
+            values = [None if v is None else orjson.dumps(v).decode() for v in values]
+        else:
+            process = column_type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                values = _convert(values, process)
+        columns.append(values)
     if compiled.positional:
-        order = list(compiled.positiontup or ())
-        params: list[Any] = [tuple(r[name] for name in order) for r in converted]
+        params: list[Any] = list(zip(*columns, strict=True))
     else:
-        params = converted
+        params = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
     connection.exec_driver_sql(compiled.string, params)
+
+
+def _convert(values: list[Any], process: Any) -> list[Any]:
+    """Apply a bind processor, once per distinct hashable value."""
+    done: dict[Any, Any] = {}
+    out: list[Any] = []
+    for value in values:
+        if value is None:
+            out.append(None)
+        elif isinstance(value, dict | list):
+            out.append(process(value))
+        else:
+            converted = done.get(value, _MISSING)
+            if converted is _MISSING:
+                converted = done[value] = process(value)
+            out.append(converted)
+    return out
+
+
+_MISSING = object()
 
 
 def insert_merchants(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:

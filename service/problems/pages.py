@@ -14,7 +14,10 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get(
-    "/problems/{slug}", response_class=HTMLResponse, include_in_schema=True, name="problem_page"
+    "/problems/{slug}",
+    response_class=HTMLResponse,
+    name="problem_page",
+    responses={404: {"description": "No such problem type", "content": {"application/problem+json": {}}}},
 )
 async def problem_page(slug: str) -> HTMLResponse:
     """Describe one problem type (the target of every problem's ``type`` URI)."""

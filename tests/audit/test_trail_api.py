@@ -339,7 +339,7 @@ def test_export_ndjson_round_trip(client: TestClient, factory: Factory) -> None:
     events = [orjson.loads(line) for line in lines]
     assert [e["id"] for e in events] == list(reversed(ids))  # three pages, newest first
     with maker() as session:
-        stored = dict(
+        stored: dict[int, str] = dict(
             session.execute(
                 text(
                     "SELECT l.seq, l.leaf_hash FROM audit_log l JOIN audit_events e "

@@ -4,6 +4,7 @@ documented, every response matches its schema, and invalid input is refused."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
@@ -32,6 +33,13 @@ def api_schema(app_client: TestClient) -> schemathesis.BaseSchema:
 def bearer(app_client: TestClient) -> dict[str, str]:
     factory = Factory(app_client)
     return factory.headers(ALL_SCOPES, rate_plan="internal")
+
+
+@schemathesis.serializer("application/x-ndjson")
+def _ndjson(ctx: schemathesis.SerializationContext, value: object) -> bytes:
+    """Generated import bodies: one JSON document per line."""
+    items = value if isinstance(value, list) else [value]
+    return b"\n".join(orjson.dumps(item) for item in items)
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")

@@ -34,7 +34,9 @@ def test_nonces_differ() -> None:
 
 
 def test_lookup_hash_is_keyed() -> None:
-    assert KeyRing(b"a" * 32).lookup_hash("v", purpose="p") != KeyRing(b"b" * 32).lookup_hash("v", purpose="p")
+    assert KeyRing(b"a" * 32).lookup_hash("v", purpose="p") != KeyRing(b"b" * 32).lookup_hash(
+        "v", purpose="p"
+    )
 
 
 def test_dev_master_key_is_generated_once(tmp_path: Path) -> None:

@@ -9,10 +9,15 @@ from tests.fixtures.factories import Factory
 
 
 def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
-    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"]
+        == "abc-123"
+    )
     generated = client.get("/healthz").headers["x-request-id"]
     assert generated.startswith("req_")
-    hostile = client.get("/healthz", headers={"X-Request-ID": "<script>" + "x" * 300}).headers["x-request-id"]
+    hostile = client.get("/healthz", headers={"X-Request-ID": "<script>" + "x" * 300}).headers[
+        "x-request-id"
+    ]
     assert hostile.startswith("req_")
 
 
@@ -33,7 +38,9 @@ def test_method_not_allowed(client: TestClient) -> None:
 
 
 def test_chinese_problems(client: TestClient) -> None:
-    response = client.get("/v1/admin/clients", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"})
+    response = client.get(
+        "/v1/admin/clients", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}
+    )
     body = response.json()
     assert body["title"] == CATALOG["unauthorized"].title_zh
     assert body["detail"] == CATALOG["unauthorized"].detail_zh
@@ -41,7 +48,9 @@ def test_chinese_problems(client: TestClient) -> None:
     assert english["title"] == "Unauthorized"
 
 
-def test_validation_errors_list_fields_without_echoing_values(client: TestClient, factory: Factory) -> None:
+def test_validation_errors_list_fields_without_echoing_values(
+    client: TestClient, factory: Factory
+) -> None:
     admin = factory.headers("admin:clients")
     response = client.post(
         "/v1/admin/clients",
@@ -60,7 +69,9 @@ def test_validation_errors_list_fields_without_echoing_values(client: TestClient
 def test_malformed_json(client: TestClient, factory: Factory) -> None:
     admin = factory.headers("admin:clients")
     response = client.post(
-        "/v1/admin/clients", content=b'{"name": ', headers={**admin, "Content-Type": "application/json"}
+        "/v1/admin/clients",
+        content=b'{"name": ',
+        headers={**admin, "Content-Type": "application/json"},
     )
     assert response.status_code == 422
     assert response.json()["errors"][0]["message"] == "Malformed JSON body"
@@ -69,7 +80,9 @@ def test_malformed_json(client: TestClient, factory: Factory) -> None:
 def test_body_size_limit(client: TestClient, factory: Factory) -> None:
     admin = factory.headers("admin:clients")
     huge = b'{"name": "' + b"x" * 2_000_000 + b'"}'
-    response = client.post("/v1/admin/clients", content=huge, headers={**admin, "Content-Type": "application/json"})
+    response = client.post(
+        "/v1/admin/clients", content=huge, headers={**admin, "Content-Type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.json()["type"].endswith("/problems/payload-too-large")
 

@@ -13,7 +13,9 @@ COMMITTED = Path(__file__).resolve().parents[2] / "openapi" / "openapi.json"
 
 
 def test_committed_document_is_current() -> None:
-    assert COMMITTED.read_text() == render_openapi(), "run `make openapi` and commit openapi/openapi.json"
+    assert COMMITTED.read_text() == render_openapi(), (
+        "run `make openapi` and commit openapi/openapi.json"
+    )
 
 
 def test_served_document_equals_committed(client: TestClient) -> None:

@@ -25,8 +25,14 @@ def test_dev_defaults() -> None:
         ({"master_key": "short"}, "placeholder"),
     ],
 )
-def test_prod_refuses_unsafe(monkeypatch: pytest.MonkeyPatch, overrides: dict[str, object], fragment: str) -> None:
-    values: dict[str, object] = {"env": "prod", "public_url": "https://api.example.com", "master_key": GOOD_KEY}
+def test_prod_refuses_unsafe(
+    monkeypatch: pytest.MonkeyPatch, overrides: dict[str, object], fragment: str
+) -> None:
+    values: dict[str, object] = {
+        "env": "prod",
+        "public_url": "https://api.example.com",
+        "master_key": GOOD_KEY,
+    }
     values.update(overrides)
     for key, value in values.items():
         env = f"CREDITSHARE_{key.upper()}"

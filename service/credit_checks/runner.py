@@ -1,0 +1,61 @@
+"""Where the blocking part of a check runs: a worker thread, bounded per process.
+
+A sync FastAPI route runs in the shared threadpool (40 threads). Under load, dozens of
+threads then take turns at the GIL and, on SQLite, at the database's single write lock,
+whose busy handler sleeps in steps of up to 100 ms: throughput drops and the tail
+explodes. The check routes instead make exactly one thread hop (as a sync route would)
+through a limiter of their own, sized for the database: a couple of threads for SQLite,
+whose transactions are also serialised in-process (they queue on a Python lock instead
+of sleeping in SQLite's busy handler), and enough for PostgreSQL to overlap round trips.
+Measured with ``bench/check_bench.py`` (see ``bench/RESULTS.md``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+from sqlalchemy import Engine
+
+T = TypeVar("T")
+
+SQLITE_THREADS = 2
+SERVER_DB_THREADS = 8
+
+
+class CheckRunner:
+    def __init__(self, engine: Engine) -> None:
+        sqlite = engine.dialect.name == "sqlite"
+        self._threads = SQLITE_THREADS if sqlite else SERVER_DB_THREADS
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._write_lock: AbstractContextManager[Any] = (
+            threading.Lock() if sqlite else nullcontext()
+        )
+
+    def transaction_guard(self) -> AbstractContextManager[Any]:
+        """Held around a check's transaction: SQLite's one writer at a time, in-process."""
+        return self._write_lock
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._limiter is None:  # created on the event loop that uses it
+            self._limiter = anyio.CapacityLimiter(self._threads)
+        return await anyio.to_thread.run_sync(partial(fn, *args), limiter=self._limiter)
+
+
+_create_lock = threading.Lock()
+
+
+def check_runner(state: Any) -> CheckRunner:
+    """The app's runner (``app.state.check_runner``), created on first use."""
+    runner: CheckRunner | None = getattr(state, "check_runner", None)
+    if runner is None:
+        with _create_lock:
+            runner = getattr(state, "check_runner", None)
+            if runner is None:
+                runner = CheckRunner(state.engine)
+                state.check_runner = runner
+    return runner
