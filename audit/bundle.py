@@ -75,8 +75,7 @@ def write_bundle(
 ) -> BundleSummary:
     """Export the sealed log (up to its latest checkpoint) into the empty directory ``out``."""
     from audit import repository as repo
-    from audit.documents import public_event
-    from audit.queries import log_origin_in, verifier_keys
+    from audit.queries import log_origin_in, sealed_documents, verifier_keys
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BundleError(f"{out} exists and is not an empty directory")
@@ -102,8 +101,8 @@ def write_bundle(
     with (out / EVENTS).open("wb") as events, (out / LEAVES).open("wb") as leaves:
         for start in range(0, size, _CHUNK):
             end = min(size, start + _CHUNK)
-            for row in repo.sealed_events(session, start + 1, end):
-                events.write(orjson.dumps(public_event(row, row.seq)) + b"\n")
+            for _seq, event in sealed_documents(session, start + 1, end):
+                events.write(orjson.dumps(event) + b"\n")
                 written += 1
             leaves.write(
                 b"".join(h or bytes(HASH_SIZE) for h in repo.leaf_hashes(session, start, end))

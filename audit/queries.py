@@ -41,6 +41,7 @@ __all__ = [
     "latest_checkpoint",
     "list_events",
     "log_origin_in",
+    "sealed_documents",
     "stats",
     "verifier_keys",
     "verify_database",
@@ -270,12 +271,8 @@ def verify_database(
     last = max_size if to_seq is None else min(to_seq, max_size)
     first = from_seq or 1
 
-    def events() -> Iterator[tuple[int, Mapping[str, object]]]:
-        for row in repo.iter_sealed_events(session, first, last):
-            yield row.seq, public_event(row, row.seq)
-
     return verify_log(
-        events(),
+        sealed_documents(session, first, last),
         [{"signed_note": h.note} for h in heads],
         list(keys.values()),
         from_seq,
@@ -283,6 +280,49 @@ def verify_database(
         stored_leaf_hashes=StoredLeaves(session, max_size),
         origin=origin,
     )
+
+
+def sealed_documents(
+    session: Session, first: int, last: int, *, chunk: int = 5000
+) -> Iterator[tuple[int, dict[str, object]]]:
+    """``(seq, public event)`` for the sealed events ``first..last`` in seq order, in chunks.
+
+    A row whose stored values cannot even be read back (e.g. ``details`` that is
+    not JSON any more, possible on SQLite, whose columns do not enforce their
+    types) still yields its seq, with a placeholder document that cannot hash to
+    the sealed leaf: verification then reports that seq instead of crashing.
+    """
+    start = first
+    while start <= last:
+        stop = min(last, start + chunk - 1)
+        try:
+            items = [
+                (r.seq, public_event(r, r.seq)) for r in repo.sealed_events(session, start, stop)
+            ]
+        except _UNREADABLE:
+            items = list(_one_by_one(session, start, stop))
+        yield from items
+        start = stop + 1
+
+
+_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
+
+
+def _one_by_one(session: Session, first: int, last: int) -> Iterator[tuple[int, dict[str, object]]]:
+    for seq in range(first, last + 1):
+        try:
+            rows = repo.sealed_events(session, seq, seq)
+        except _UNREADABLE as exc:
+            yield (
+                seq,
+                {
+                    "seq": seq,
+                    "unreadable": f"the stored event cannot be read: {type(exc).__name__}",
+                },
+            )
+            continue
+        for row in rows:
+            yield row.seq, public_event(row, row.seq)
 
 
 # ---- access log and statistics ------------------------------------------------------------

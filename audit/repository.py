@@ -8,7 +8,7 @@ execute statements; whoever calls them owns the transaction.
 from __future__ import annotations
 
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, TypeAlias
@@ -19,7 +19,6 @@ from sqlalchemy import (
     Select,
     String,
     Table,
-    and_,
     cast,
     exists,
     func,
@@ -156,10 +155,6 @@ def latest_checkpoint(session: Session) -> AuditCheckpoint | None:
     return session.scalars(
         select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(1)
     ).first()
-
-
-def checkpoint_at(session: Session, size: int) -> AuditCheckpoint | None:
-    return session.get(AuditCheckpoint, size)
 
 
 def log_size(session: Session) -> int:
@@ -398,28 +393,16 @@ def sealed_events(session: Session, first_seq: int, last_seq: int) -> Sequence[A
     return session.execute(query).all()
 
 
-def iter_sealed_events(
-    session: Session, first_seq: int, last_seq: int, *, chunk: int = 5000
-) -> Iterator[AnyRow]:
-    """``sealed_events`` in chunks, so memory stays flat over millions of events."""
-    start = first_seq
-    while start <= last_seq:
-        stop = min(last_seq, start + chunk - 1)
-        yield from sealed_events(session, start, stop)
-        start = stop + 1
-
-
-def checkpoints(session: Session, *, up_to_size: int | None = None) -> Sequence[AuditCheckpoint]:
-    query = select(AuditCheckpoint).order_by(AuditCheckpoint.size)
+def checkpoints(session: Session, *, up_to_size: int | None = None) -> Sequence[AnyRow]:
+    """Every checkpoint by size: ``size, root_hash, note, key_id, created_at`` (not the
+    frontier, which only the sealer needs: a long log has many checkpoints)."""
+    query = select(
+        AuditCheckpoint.size,
+        AuditCheckpoint.root_hash,
+        AuditCheckpoint.note,
+        AuditCheckpoint.key_id,
+        AuditCheckpoint.created_at,
+    ).order_by(AuditCheckpoint.size)
     if up_to_size is not None:
         query = query.where(AuditCheckpoint.size <= up_to_size)
-    return session.scalars(query).all()
-
-
-def checkpoints_between(session: Session, low: int, high: int) -> Sequence[AuditCheckpoint]:
-    """Checkpoints with ``low <= size <= high``, by size."""
-    return session.scalars(
-        select(AuditCheckpoint)
-        .where(and_(AuditCheckpoint.size >= low, AuditCheckpoint.size <= high))
-        .order_by(AuditCheckpoint.size)
-    ).all()
+    return session.execute(query).all()

@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
 from audit import queries
 from audit.queries import AuditTrail, EventFilters
@@ -23,6 +22,7 @@ from schemas.audit import (
     AuditStats,
     CheckpointOut,
     ConsistencyProofOut,
+    Rfc3339,
     VerifyRequest,
     VerifyResultOut,
 )
@@ -43,8 +43,8 @@ ActionFilter = Annotated[
 ]
 UsccFilter = Annotated[str | None, Query(max_length=64, description="Merchant USCC")]
 OutcomeFilter = Annotated[Outcome | None, Query(description="success, denied or error")]
-Since = Annotated[AwareDatetime | None, Query(description="Occurred at or after (RFC 3339)")]
-Until = Annotated[AwareDatetime | None, Query(description="Occurred before (RFC 3339)")]
+Since = Annotated[Rfc3339 | None, Query(description="Occurred at or after (RFC 3339)")]
+Until = Annotated[Rfc3339 | None, Query(description="Occurred before (RFC 3339)")]
 RequestIdFilter = Annotated[str | None, Query(max_length=128, description="X-Request-ID")]
 UsccPath = Annotated[str, Path(min_length=1, max_length=64)]
 

@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from schemas.common import StrictModel
 
 HEX_HASH = r"^[0-9a-f]{64}$"
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339_text(value: object) -> object:
+    """Only RFC 3339 text with an offset (pydantic alone would also take a Unix time)."""
+    if isinstance(value, str) and not _RFC3339.fullmatch(value):
+        raise ValueError("an RFC 3339 timestamp with an offset")
+    if not isinstance(value, str | datetime):
+        raise ValueError("an RFC 3339 timestamp with an offset")
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+"""A timestamp parameter: `2026-05-01T08:00:00+08:00` or `...Z`."""
 
 
 class AuditActor(BaseModel):
@@ -26,7 +41,7 @@ class AuditTarget(BaseModel):
 
 
 class AuditEventOut(BaseModel):
-    """One audit event. Its Merkle leaf is the canonical JSON of this object without ``seq``."""
+    """One audit event. Its Merkle leaf is the canonical JSON of this object without `seq`."""
 
     id: str
     seq: int | None = Field(description="Gapless position in the log once sealed; null until then")
@@ -79,7 +94,7 @@ class CheckpointOut(BaseModel):
 
 
 class ConsistencyProofOut(BaseModel):
-    """RFC 9162 consistency proof: the tree of size ``from`` is a prefix of the one of size ``to``."""
+    """RFC 9162 consistency proof: the tree of size `from` is a prefix of the one of size `to`."""
 
     model_config = ConfigDict(populate_by_name=True)
 

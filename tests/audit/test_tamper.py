@@ -30,6 +30,7 @@ from tests.audit.support import (
     run_sql,
 )
 from tests.conftest import MASTER_KEY
+from tests.fixtures.databases import using_postgres
 
 BATCH = 4  # a checkpoint every 4 events: seq 5..8 are the second batch
 ATTACKER = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"attacker").digest())
@@ -330,3 +331,28 @@ def test_a_replaced_checkpoint_is_called_not_authentic(sealed_log: Log) -> None:
     replaced_checkpoint(sealed_log)
     result = sealed_log.fresh.client.post("/v1/audit/verify", headers=sealed_log.headers).json()
     assert "not authentic" in result["problem"]
+
+
+@pytest.mark.skipif(using_postgres(), reason="PostgreSQL's column types refuse such values")
+@pytest.mark.parametrize(
+    ("statement", "seq"),
+    [
+        ("UPDATE audit_events SET details = '{broken' WHERE pk = :pk", 9),
+        ("UPDATE audit_events SET occurred_at = 'yesterday' WHERE pk = :pk", 14),
+        ("UPDATE audit_events SET status = 'two hundred' WHERE pk = :pk", 3),
+    ],
+)
+def test_unreadable_rows_are_reported_not_fatal(sealed_log: Log, statement: str, seq: int) -> None:
+    run_sql(sealed_log.url, statement, pk=sealed_log.pk_at(seq))
+    result = sealed_log.fresh.client.post("/v1/audit/verify", headers=sealed_log.headers).json()
+    assert result["ok"] is False
+    assert result["first_bad_seq"] == seq
+    bundle = sealed_log.tmp / "bundle"
+    runner = CliRunner()
+    exported = runner.invoke(
+        cli_app, ["audit", "export", "--out", str(bundle)], env=sealed_log.env()
+    )
+    assert exported.exit_code == 0, exported.output
+    offline = runner.invoke(cli_app, ["audit", "verify", "--bundle", str(bundle)])
+    assert offline.exit_code == 1
+    assert json.loads(offline.stdout)["first_bad_seq"] == seq

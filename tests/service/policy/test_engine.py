@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.enums import Verdict
@@ -215,6 +215,7 @@ not_counting = st.one_of(
 reg_status = st.sampled_from(["ACTIVE", "REVOKED", "DEREGISTERED"])
 
 
+@settings(deadline=None)  # no timing in tests
 @given(policies(), reg_status, st.lists(records, max_size=8), negative_counting)
 def test_adding_a_counting_negative_record_never_improves_the_verdict(
     rules: Rules, status: str, base: list[Rec], extra: Rec
@@ -225,6 +226,7 @@ def test_adding_a_counting_negative_record_never_improves_the_verdict(
     assert RANK[after] >= rules.cells[(extra.category, extra.severity)]
 
 
+@settings(deadline=None)  # no timing in tests
 @given(policies(), reg_status, st.lists(records, max_size=8), honor)
 def test_an_honor_record_never_worsens_the_verdict(
     rules: Rules, status: str, base: list[Rec], extra: Rec
@@ -232,6 +234,7 @@ def test_an_honor_record_never_worsens_the_verdict(
     assert verdict_of([*base, extra], status, rules) == verdict_of(base, status, rules)
 
 
+@settings(deadline=None)  # no timing in tests
 @given(policies(), reg_status, st.lists(records, max_size=8), not_counting)
 def test_records_that_do_not_count_change_nothing(
     rules: Rules, status: str, base: list[Rec], extra: Rec
@@ -239,6 +242,7 @@ def test_records_that_do_not_count_change_nothing(
     assert evaluate(rules, status, [*base, extra], TODAY) == evaluate(rules, status, base, TODAY)
 
 
+@settings(deadline=None)  # no timing in tests
 @given(policies(), reg_status, st.lists(records, max_size=12))
 def test_verdict_is_the_worst_rule_that_applies(rules: Rules, status: str, recs: list[Rec]) -> None:
     """An oracle written differently from the engine."""
