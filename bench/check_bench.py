@@ -6,7 +6,7 @@ Run manually (needs ``wrk``):
     .venv/bin/python -m bench.check_bench --db postgres --merchants 10000 \
         --pg postgresql://postgres@127.0.0.1:5432/postgres --redis redis://127.0.0.1:6379/15
 
-It builds a fresh database (a SQLite file, or database ``cs_bench`` on the PostgreSQL
+It builds a fresh database (a SQLite file, or database ``cs_check_bench`` on the PostgreSQL
 server), migrates it, seeds a registry with ``creditshare demo seed --merchants N``,
 creates a platform client on a rate plan nobody can exhaust, starts the API with
 uvicorn (2 workers, the settings of ``creditshare serve``) and the bare endpoint the
@@ -92,11 +92,11 @@ def _database(kind: str, pg: str, tmp: Path) -> str:
     admin = make_url(pg).set(drivername="postgresql", database="postgres")
     with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
         conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'cs_bench'"
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'cs_check_bench'"
         )
-        conn.execute("DROP DATABASE IF EXISTS cs_bench")
-        conn.execute("CREATE DATABASE cs_bench")
-    return admin.set(database="cs_bench").render_as_string(hide_password=False)
+        conn.execute("DROP DATABASE IF EXISTS cs_check_bench")
+        conn.execute("CREATE DATABASE cs_check_bench")
+    return admin.set(database="cs_check_bench").render_as_string(hide_password=False)
 
 
 def _cli(env: dict[str, str], *args: str) -> None:
@@ -127,8 +127,8 @@ def _client_and_codes(url: str, sample: int) -> tuple[str, str, list[str]]:
             session,
             ClientCreate(
                 name="bench-platform",
-                scopes=["credit:check", "credit:detail"],  # type: ignore[list-item]
-                purposes=["ONBOARDING"],  # type: ignore[list-item]
+                scopes=["credit:check", "credit:detail"],
+                purposes=["ONBOARDING"],
                 rate_plan=PLAN,
             ),
         )

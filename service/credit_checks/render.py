@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
-from service.credit_checks.service import ItemResult
+from service.credit_checks.batch import ItemResult
 
 ProblemRenderer = Callable[[str, dict[str, object] | None], bytes]
 """``(slug, extra members) -> problem JSON bytes`` for one batch item."""

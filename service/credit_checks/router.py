@@ -26,7 +26,8 @@ from schemas.credit_checks import (
     CreditCheckCreate,
     CreditCheckPage,
 )
-from service.credit_checks import service
+from service.credit_checks import batch, service
+from service.credit_checks.issuing import ACTION_BATCH, ACTION_CREATE, Issuer
 from service.credit_checks.render import batch_body, page_body
 from service.credit_checks.runner import CheckRunner, check_runner
 from service.db.session import SessionDep, get_session
@@ -46,12 +47,12 @@ RATE_HEADERS = {
 }
 
 
-def _issuer(request: Request, principal: Principal, gate: RateGate) -> service.Issuer:
+def _issuer(request: Request, principal: Principal, gate: RateGate) -> Issuer:
     state = request.app.state
     signer = state.key_store.view().token_signer
     if signer is None:
         raise ProblemError("service-unavailable")
-    return service.Issuer(
+    return Issuer(
         principal=principal,
         policy=policy_cache(state).current(),
         signer=signer,
@@ -85,7 +86,7 @@ async def create_check(
     signed receipt. Counts one check against the quota once the code and purpose are valid
     (an unknown merchant too)."""
     ctx = request.state.audit
-    ctx.action = service.ACTION_CREATE
+    ctx.action = ACTION_CREATE
     ctx.purpose = body.purpose.value
     runner = check_runner(request.app.state)
     issued = await runner.run(_create_check, request, runner, principal, gate, body)
@@ -123,7 +124,7 @@ async def create_batch(
     cannot cover every valid item, the whole batch is refused (429). Records are included
     with `credit:detail`; personal data is always masked in a batch (no consent reference)."""
     ctx = request.state.audit
-    ctx.action = service.ACTION_BATCH
+    ctx.action = ACTION_BATCH
     ctx.purpose = body.purpose.value
     runner = check_runner(request.app.state)
     content = await runner.run(_create_batch, request, runner, principal, gate, body)
@@ -140,7 +141,7 @@ def _create_batch(
     ctx = request.state.audit
     issuer = _issuer(request, principal, gate)
     with runner.transaction_guard(), _transaction(request) as session:
-        outcome = service.create_batch(session, ctx, issuer, body)
+        outcome = batch.create_batch(session, ctx, issuer, body)
     base_url = request.app.state.settings.public_url
     chinese = wants_chinese(request.headers.get("accept-language"))
 

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -50,6 +51,7 @@ from service.imports.lines import (
 )
 from service.merchants import repository as repo
 from service.merchants.rows import (
+    RecordState,
     codec_for,
     merchant_state,
     record_state,
@@ -104,9 +106,10 @@ class ImportReport:
         self.rejected_count += 1
         self.rejected.append(rejection)
         if len(self.rejected) > 2 * cap:
-            self._trim(cap)
+            self.trim(cap)
 
-    def _trim(self, cap: int) -> None:
+    def trim(self, cap: int) -> None:
+        """Keep the first ``cap`` rejections by line number."""
         self.rejected.sort(key=lambda r: r.number)
         del self.rejected[cap:]
 
@@ -246,7 +249,7 @@ class ImportPipeline:
                 self._retry_deferred()
         finally:
             self.close()
-        self.report._trim(self._max_reported)
+        self.report.trim(self._max_reported)
         return self.report
 
     def close(self) -> None:
@@ -357,7 +360,10 @@ class ImportPipeline:
                     values = self._codec.values(code, state, digest=digest, now=now)
                     inserts.append({**values, "created_at": now})
             else:
-                previous = seen[0] if seen is not None else self._codec.stored_digest(row or {})
+                if seen is not None:
+                    previous: str | None = seen[0]
+                else:
+                    previous = self._codec.stored_digest(row) if row is not None else None
                 if previous == digest:
                     outcome.merchants.unchanged += 1
                     continue
@@ -404,19 +410,7 @@ class ImportPipeline:
             state = record_state(item.line, code)
             row = stored.get(key)
             if self._view is not None:
-                fingerprint = hash(state)
-                seen = self._view.records.get(key)
-                if seen is None and row is None:
-                    outcome.records.accepted += 1
-                elif (
-                    (seen == fingerprint)
-                    if seen is not None
-                    else (stored_record_state(row or {}) == state)
-                ):
-                    outcome.records.unchanged += 1
-                else:
-                    outcome.records.updated += 1
-                self._view.records[key] = fingerprint
+                self._count_without_writing(self._view, key, state, row, outcome.records)
                 continue
             if row is None:
                 record_id, version, change = new_id("rec"), 1, "create"
@@ -459,3 +453,27 @@ class ImportPipeline:
         repo.update_records(session, updates)
         repo.insert_history(session, history)
         repo.touch_merchants(session, touched - refreshed, now)
+
+    @staticmethod
+    def _count_without_writing(
+        view: _DryRunView,
+        key: RecordKey,
+        state: RecordState,
+        row: RowMapping | None,
+        counts: Counts,
+    ) -> None:
+        """Dry run: count a record as the real import would, remembering it instead."""
+        fingerprint = hash(state)
+        seen = view.records.get(key)
+        view.records[key] = fingerprint
+        if seen is not None:
+            same = seen == fingerprint
+        elif row is not None:
+            same = stored_record_state(row) == state
+        else:
+            counts.accepted += 1
+            return
+        if same:
+            counts.unchanged += 1
+        else:
+            counts.updated += 1

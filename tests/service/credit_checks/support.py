@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from fastapi.testclient import TestClient
 
 from service.db.base import utcnow
@@ -48,7 +47,7 @@ def check(
     uscc: str,
     purpose: str = "ONBOARDING",
     **extra: Any,
-) -> httpx.Response:
+) -> Any:
     return client.post(
         "/v1/credit-checks", json={"uscc": uscc, "purpose": purpose, **extra}, headers=headers
     )

@@ -72,13 +72,13 @@ def test_mixed_batch_in_input_order(client: TestClient, factory: Factory, db: An
     assert checks[7].reference == "r7"
     assert checks[1].records is not None
     assert len(checks[1].records) == 1
-    assert len({c.id for c in checks.values()}) == 4  # type: ignore[union-attr]
+    assert len({c.id for c in checks.values()}) == 4
     # Each check is stored and can be read back exactly as it was in the batch.
     raw_items = response.json()["results"]
     for i, item in checks.items():
-        stored = client.get(f"/v1/credit-checks/{item.id}", headers=headers)  # type: ignore[union-attr]
+        stored = client.get(f"/v1/credit-checks/{item.id}", headers=headers)
         assert stored.json() == raw_items[i]["check"]
-        assert db.get(CreditCheck, item.id).purpose == "PERIODIC_REVIEW"  # type: ignore[union-attr]
+        assert db.get(CreditCheck, item.id).purpose == "PERIODIC_REVIEW"
     # Valid items cost one each, unknown included; malformed ones cost nothing.
     assert used_today(client, headers) == 5
     # One event for the request, one per checked item (the merchant access log sees them).
@@ -98,7 +98,7 @@ def test_mixed_batch_in_input_order(client: TestClient, factory: Factory, db: An
         [(unknown, 404), (good, 200), (clean, 200), (legacy, 200), (good, 200)]
     )
     assert all(e.purpose == "PERIODIC_REVIEW" for e in items)
-    assert {e.target_id for e in items if e.status == 200} == {c.id for c in checks.values()}  # type: ignore[union-attr]
+    assert {e.target_id for e in items if e.status == 200} == {c.id for c in checks.values()}
 
 
 def test_item_count_bounds(client: TestClient, factory: Factory) -> None:

@@ -26,7 +26,7 @@ def test_read_back_byte_identical_after_data_and_policy_change(
     assert issued.json()["verdict"] == "CAUTION"
     admin = factory.headers("admin:data")
     changed = copy.deepcopy(domain_default())
-    changed["matrix"]["COURT_CASE"]["MINOR"] = "CLEAR"  # type: ignore[index]
+    changed["matrix"]["COURT_CASE"]["MINOR"] = "CLEAR"
     assert client.put("/v1/admin/policy", json=changed, headers=admin).status_code == 200
     try:
         factory.record(uscc, category="DISHONEST_JUDGMENT_DEBTOR", severity="SERIOUS")

@@ -304,3 +304,33 @@ def test_empty_body(client: TestClient, admin: dict[str, str]) -> None:
     report = run(client, admin, b"")
     assert report["lines"] == 0
     assert report["rejected"] == []
+
+
+def test_imported_rows_read_back_like_any_other(
+    client: TestClient, admin: dict[str, str], factory: Factory
+) -> None:
+    code = random_uscc()
+    rec_id = new_id("tax")
+    run(client, admin, ndjson(merchant_line(code), record_line(code, rec_id)))
+    headers = factory.headers("admin:data")
+    merchant = client.get(f"/v1/admin/merchants/{code}", headers=headers).json()
+    assert merchant["registered_on"] == "2018-04-02"
+    assert merchant["legal_representative"] == "刘洋"
+    assert merchant["created_at"].endswith(("Z", "+00:00"))
+    (record,) = merchant["records"]
+    assert (record["source"], record["source_record_id"]) == ("tax", rec_id)
+    assert (record["decided_on"], record["publicity_until"]) == ("2026-02-10", "2029-02-10")
+    assert (record["status"], record["version"]) == ("ACTIVE", 1)
+    detail = client.get(f"/v1/admin/records/{record['id']}", headers=headers).json()
+    (first,) = detail["history"]
+    assert first["change"] == "create"
+    assert first["snapshot"]["summary"] == "虚开增值税专用发票"
+    assert first["snapshot"]["decided_on"] == "2026-02-10"
+    # An administrator's correction continues the imported history.
+    patched = client.patch(
+        f"/v1/admin/records/{record['id']}",
+        json={"status": "UNDER_OBJECTION", "reason": "异议"},
+        headers=headers,
+    )
+    assert patched.status_code == 200
+    assert [h["version"] for h in patched.json()["history"]] == [1, 2]

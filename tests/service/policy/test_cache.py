@@ -42,7 +42,7 @@ def private_db(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
 
 def _append(factory: sessionmaker[Session], version: int, court_minor: str) -> None:
     rules = domain_default()
-    rules["matrix"]["COURT_CASE"]["MINOR"] = court_minor  # type: ignore[index]
+    rules["matrix"]["COURT_CASE"]["MINOR"] = court_minor
     with factory() as session, session.begin():
         session.add(
             VerdictPolicy(version=version, rules=rules, created_at=utcnow(), created_by="t")

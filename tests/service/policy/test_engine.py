@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -23,7 +24,7 @@ STATUSES = ("ACTIVE", "UNDER_OBJECTION", "REPAIRED", "EXPIRED", "REVOKED")
 RANK = {"CLEAR": 0, "CAUTION": 1, "RESTRICTED": 2}
 
 
-def domain_default() -> dict[str, object]:
+def domain_default() -> dict[str, Any]:
     """DOMAIN.md's default policy, written out from its prose (independently of the seed)."""
     matrix: dict[str, dict[str, str]] = {}
     for category in CATEGORIES:

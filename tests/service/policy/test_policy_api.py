@@ -61,7 +61,7 @@ def test_put_appends_a_version_and_keeps_the_old_ones(
 ) -> None:
     before = client.get(PATH, headers=admin).json()
     changed = copy.deepcopy(domain_default())
-    changed["matrix"]["COURT_CASE"]["MINOR"] = "CLEAR"  # type: ignore[index]
+    changed["matrix"]["COURT_CASE"]["MINOR"] = "CLEAR"
     response = _put(client, admin, changed)
     assert response.status_code == 200, response.text
     after = response.json()
@@ -91,8 +91,8 @@ def test_incomplete_policy_is_422_with_the_missing_cells(
 ) -> None:
     version = client.get(PATH, headers=admin).json()["version"]
     body = copy.deepcopy(domain_default())
-    del body["matrix"]["COURT_CASE"]["MINOR"]  # type: ignore[attr-defined]
-    del body["matrix"]["HONOR"]  # type: ignore[attr-defined]
+    del body["matrix"]["COURT_CASE"]["MINOR"]
+    del body["matrix"]["HONOR"]
     response = _put(client, admin, body)
     assert response.status_code == 422
     problem = response.json()
@@ -104,7 +104,7 @@ def test_incomplete_policy_is_422_with_the_missing_cells(
 
 def test_honor_not_clear_is_422(client: TestClient, admin: dict[str, str]) -> None:
     body = copy.deepcopy(domain_default())
-    body["matrix"]["HONOR"]["GENERAL"] = "CAUTION"  # type: ignore[index]
+    body["matrix"]["HONOR"]["GENERAL"] = "CAUTION"
     response = _put(client, admin, body)
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]] == ["matrix.HONOR.GENERAL"]
@@ -138,7 +138,7 @@ def test_checks_use_the_new_version_at_once(
     first = check(client, headers, uscc).json()
     assert first["verdict"] == "CAUTION"
     changed = copy.deepcopy(domain_default())
-    changed["matrix"]["ADMINISTRATIVE_PENALTY"]["GENERAL"] = "RESTRICTED"  # type: ignore[index]
+    changed["matrix"]["ADMINISTRATIVE_PENALTY"]["GENERAL"] = "RESTRICTED"
     version = _put(client, admin, changed).json()["version"]
     second = check(client, headers, uscc).json()
     assert second["verdict"] == "RESTRICTED"

@@ -24,8 +24,8 @@ def test_the_default_is_valid_and_round_trips() -> None:
 
 def test_missing_cells_and_categories_are_named() -> None:
     raw = copy.deepcopy(domain_default())
-    del raw["matrix"]["COURT_CASE"]["MINOR"]  # type: ignore[index]
-    del raw["matrix"]["GAMBLING_SUSPECTED"]  # type: ignore[attr-defined]
+    del raw["matrix"]["COURT_CASE"]["MINOR"]
+    del raw["matrix"]["GAMBLING_SUSPECTED"]
     assert _errors(raw) == [
         ("matrix.COURT_CASE.MINOR", "Missing verdict"),
         ("matrix.GAMBLING_SUSPECTED", "Missing category"),
@@ -34,25 +34,25 @@ def test_missing_cells_and_categories_are_named() -> None:
 
 def test_honor_must_be_clear() -> None:
     raw = copy.deepcopy(domain_default())
-    raw["matrix"]["HONOR"]["SERIOUS"] = "CAUTION"  # type: ignore[index]
+    raw["matrix"]["HONOR"]["SERIOUS"] = "CAUTION"
     assert _errors(raw) == [("matrix.HONOR.SERIOUS", "Positive information must be CLEAR")]
 
 
 @pytest.mark.parametrize("status", ["REVOKED", "DEREGISTERED"])
 def test_revoked_and_deregistered_need_a_verdict(status: str) -> None:
     raw = copy.deepcopy(domain_default())
-    del raw["registration_status"][status]  # type: ignore[attr-defined]
+    del raw["registration_status"][status]
     assert _errors(raw) == [(f"registration_status.{status}", "A verdict is required")]
-    raw["registration_status"][status] = None  # type: ignore[index]
+    raw["registration_status"][status] = None
     assert _errors(raw) == [(f"registration_status.{status}", "A verdict is required")]
 
 
 def test_unknown_names_and_verdicts() -> None:
     raw = copy.deepcopy(domain_default())
-    raw["matrix"]["NEW_THING"] = {"MINOR": "CLEAR"}  # type: ignore[index]
-    raw["matrix"]["COURT_CASE"]["HUGE"] = "CLEAR"  # type: ignore[index]
-    raw["matrix"]["COURT_CASE"]["MINOR"] = "BANNED"  # type: ignore[index]
-    raw["registration_status"]["SUSPENDED"] = "CLEAR"  # type: ignore[index]
+    raw["matrix"]["NEW_THING"] = {"MINOR": "CLEAR"}
+    raw["matrix"]["COURT_CASE"]["HUGE"] = "CLEAR"
+    raw["matrix"]["COURT_CASE"]["MINOR"] = "BANNED"
+    raw["registration_status"]["SUSPENDED"] = "CLEAR"
     assert sorted(_errors(raw)) == [
         ("matrix.COURT_CASE.HUGE", "Unknown severity"),
         ("matrix.COURT_CASE.MINOR", "Unknown verdict"),
@@ -63,7 +63,7 @@ def test_unknown_names_and_verdicts() -> None:
 
 def test_compile_refuses_an_invalid_policy() -> None:
     raw = copy.deepcopy(domain_default())
-    raw["matrix"]["HONOR"]["MINOR"] = "RESTRICTED"  # type: ignore[index]
+    raw["matrix"]["HONOR"]["MINOR"] = "RESTRICTED"
     with pytest.raises(ValueError, match=r"HONOR\.MINOR"):
         compile_rules(raw)
     with pytest.raises(ValueError, match="matrix"):
