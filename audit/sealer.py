@@ -199,11 +199,7 @@ class Sequencer:
         with self.session_factory() as session:
             if repo.has_unsealed(session, self.watermark.value):
                 return True
-            before = self.watermark.value
-            after = self.watermark.advance(session)
-            if after != before:
-                with open("/tmp/seqdebug.log", "a") as f:
-                    f.write(f"{os.getpid()} advance {before}->{after}\n")
+            self.watermark.advance(session)
             return False
 
     def seal_batch(self, after_pk: int = 0) -> BatchResult:
@@ -358,9 +354,6 @@ class SequencerLoop:
             return sealed
         except Exception as exc:
             self.last_error = type(exc).__name__
-            import traceback
-            with open("/tmp/seqdebug.log", "a") as f:
-                f.write(f"{os.getpid()} EXC {traceback.format_exc()}\n")
             log.exception("sealing failed", extra={"holder": seq.holder})
             return 0
 

@@ -9,6 +9,11 @@ PostgreSQL database named in the URL, dropped and created again), migrated, then
 seeded twice: a fresh load, then the same command again (idempotent: every line
 unchanged). Each run is its own ``creditshare`` process; its wall time and peak RSS
 come from ``os.wait4``. Prints one Markdown table row per run.
+
+``--pipeline-only`` times just the import pipeline instead, in this process: the
+lines are generated first (kept in memory, so use a modest ``--merchants``), then fed
+to a fresh database as NDJSON bytes, batch size 1000, as ``POST /v1/admin/imports``
+and ``creditshare import`` do, then fed again (all unchanged).
 """
 
 from __future__ import annotations
@@ -76,14 +81,49 @@ def counts(url: str) -> tuple[int, int, int]:
         engine.dispose()
 
 
+def pipeline_only(url: str, merchants: int) -> None:
+    import orjson
+
+    from service.crypto import KeyRing
+    from service.db.migrate import upgrade
+    from service.db.session import make_sessionmaker
+    from service.demo.generator import generate
+    from service.imports.pipeline import ImportPipeline
+
+    upgrade(url)
+    lines = [orjson.dumps(line) for line in generate(merchants)]
+    engine = make_engine(url, pool_size=2)
+    sessions = make_sessionmaker(engine)
+    backend = make_url(url).get_backend_name()
+    print("| database | run | lines | wall s | lines/s (wall) | CPU s | lines/CPU s |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for label in ("fresh", "again (all unchanged)"):
+        pipeline = ImportPipeline(sessions, KeyRing(b"k" * 32), actor="bench")
+        wall, cpu = time.perf_counter(), time.process_time()
+        pipeline.feed_lines(lines)
+        report = pipeline.finish()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        assert report.rejected_count == 0
+        print(
+            f"| {backend} | {label} | {report.lines:,} | {wall:.1f} | {report.lines / wall:,.0f} "
+            f"| {cpu:.1f} | {report.lines / cpu:,.0f} |",
+            flush=True,
+        )
+    engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--merchants", type=int, default=1_000_000)
     parser.add_argument("--database", default=None, help="postgresql://... (default: SQLite)")
+    parser.add_argument("--pipeline-only", action="store_true", help="time the pipeline alone")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="seed-bench-") as tmp:
         workdir = Path(tmp)
         url = fresh_database(args.database, workdir)
+        if args.pipeline_only:
+            pipeline_only(url, args.merchants)
+            return
         env = {
             **os.environ,
             "CREDITSHARE_DATABASE_URL": url,

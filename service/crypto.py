@@ -51,12 +51,20 @@ def _derive(master: bytes, purpose: str, version: str) -> bytes:
 
 @dataclass(frozen=True)
 class KeyRing:
-    """Derived keys for one master key. Thread-safe and cheap to share."""
+    """Derived keys for one master key. Thread-safe and cheap to share; each derived key
+    is computed once (HKDF is most of the cost of sealing a short field)."""
 
     master: bytes = field(repr=False)
+    _derived: dict[tuple[str, str], bytes] = field(default_factory=dict, repr=False, compare=False)
+
+    def _key(self, purpose: str, version: str) -> bytes:
+        key = self._derived.get((purpose, version))
+        if key is None:
+            key = self._derived[(purpose, version)] = _derive(self.master, purpose, version)
+        return key
 
     def _aead(self, purpose: str, version: str) -> AESGCM:
-        return AESGCM(_derive(self.master, purpose, version))
+        return AESGCM(self._key(purpose, version))
 
     def encrypt(self, plaintext: str, *, purpose: str, context: str = "") -> str:
         """Encrypt text; ``context`` (e.g. a row id) is bound as associated data."""
@@ -79,7 +87,7 @@ class KeyRing:
 
     def lookup_hash(self, value: str, *, purpose: str) -> str:
         """Keyed hash for equality lookups of encrypted values (no plaintext index)."""
-        key = _derive(self.master, f"lookup/{purpose}", CURRENT_VERSION)
+        key = self._key(f"lookup/{purpose}", CURRENT_VERSION)
         return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
 
 

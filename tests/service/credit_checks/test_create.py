@@ -82,7 +82,11 @@ def test_contract_shape_headers_and_storage(client: TestClient, factory: Factory
         "CAUTION",
         body["policy_version"],
     )
-    event = db.scalar(select(AuditEvent).where(AuditEvent.target_id == body["id"]))
+    event = db.scalar(
+        select(AuditEvent).where(
+            AuditEvent.target_id == body["id"], AuditEvent.action == "credit_check.create"
+        )
+    )
     assert event.action == "credit_check.create"
     assert (event.uscc, event.purpose, event.status, event.outcome) == (
         uscc,

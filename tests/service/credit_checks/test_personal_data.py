@@ -59,7 +59,11 @@ def test_unmasked_with_scope_and_consent_and_never_stored_in_clear(
     assert again.content == response.content
     listed = client.get("/v1/credit-checks", headers=headers).json()["items"]
     assert listed[0] == body
-    event = db.scalar(select(AuditEvent).where(AuditEvent.target_id == body["id"]))
+    event = db.scalar(
+        select(AuditEvent).where(
+            AuditEvent.target_id == body["id"], AuditEvent.action == "credit_check.create"
+        )
+    )
     assert event.details["personal_data"] == "unmasked"
     assert event.details["consent_ref"] == "auth-2026-001"
     assert OWNER not in str(event.details)
