@@ -8,7 +8,14 @@ from fastapi.testclient import TestClient
 
 from service.db.base import utcnow
 from service.models import RatePlanRow
+from service.policy.rules import CATEGORIES, SEVERITIES
 from tests.fixtures.factories import Factory
+
+_ALWAYS_RESTRICTED = {
+    "DISHONEST_JUDGMENT_DEBTOR",
+    "SERIOUS_ILLEGAL_DISHONEST",
+    "MAJOR_TAX_VIOLATION",
+}
 
 ROOMY_PLAN = "test-roomy"
 """A plan no test can exhaust, for tests that make many checks."""
@@ -57,3 +64,26 @@ def used_today(client: TestClient, headers: dict[str, str]) -> int:
     response = client.get("/v1/usage", headers=headers)
     assert response.status_code == 200, response.text
     return int(response.json()["used_today"])
+
+
+def domain_default() -> dict[str, Any]:
+    """DOMAIN.md's default policy, written out from its prose (independently of the seed)."""
+    matrix: dict[str, dict[str, str]] = {}
+    for category in CATEGORIES:
+        matrix[category] = {}
+        for severity in SEVERITIES:
+            if category == "HONOR":
+                verdict = "CLEAR"
+            elif severity == "SERIOUS" or category in _ALWAYS_RESTRICTED:
+                verdict = "RESTRICTED"
+            else:
+                verdict = "CAUTION"
+            matrix[category][severity] = verdict
+    return {
+        "matrix": matrix,
+        "registration_status": {
+            "ACTIVE": None,
+            "REVOKED": "RESTRICTED",
+            "DEREGISTERED": "RESTRICTED",
+        },
+    }

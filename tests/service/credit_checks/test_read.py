@@ -12,8 +12,7 @@ from sqlalchemy import select
 from schemas.credit_checks import CreditCheckPage
 from service.models import AuditEvent
 from tests.fixtures.factories import Factory
-from tests.service.credit_checks.support import check, platform
-from tests.service.policy.test_engine import domain_default
+from tests.service.credit_checks.support import check, domain_default, platform
 
 
 def test_read_back_byte_identical_after_data_and_policy_change(

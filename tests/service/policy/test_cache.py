@@ -15,7 +15,7 @@ from service.db.session import make_sessionmaker
 from service.models import VerdictPolicy
 from service.policy.cache import PolicyCache
 from tests.fixtures.databases import drop_postgres, provision_database, using_postgres
-from tests.service.policy.test_engine import domain_default
+from tests.service.credit_checks.support import domain_default
 
 
 class Clock:

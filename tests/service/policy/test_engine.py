@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 from schemas.enums import Verdict
 from service.policy.engine import evaluate, is_counting
 from service.policy.rules import CATEGORIES, SEVERITIES, Rules, compile_rules
+from tests.service.credit_checks.support import domain_default
 
 TODAY = date(2026, 11, 30)
 ALWAYS_RESTRICTED = {
@@ -22,29 +22,6 @@ ALWAYS_RESTRICTED = {
 }
 STATUSES = ("ACTIVE", "UNDER_OBJECTION", "REPAIRED", "EXPIRED", "REVOKED")
 RANK = {"CLEAR": 0, "CAUTION": 1, "RESTRICTED": 2}
-
-
-def domain_default() -> dict[str, Any]:
-    """DOMAIN.md's default policy, written out from its prose (independently of the seed)."""
-    matrix: dict[str, dict[str, str]] = {}
-    for category in CATEGORIES:
-        matrix[category] = {}
-        for severity in SEVERITIES:
-            if category == "HONOR":
-                verdict = "CLEAR"
-            elif severity == "SERIOUS" or category in ALWAYS_RESTRICTED:
-                verdict = "RESTRICTED"
-            else:
-                verdict = "CAUTION"
-            matrix[category][severity] = verdict
-    return {
-        "matrix": matrix,
-        "registration_status": {
-            "ACTIVE": None,
-            "REVOKED": "RESTRICTED",
-            "DEREGISTERED": "RESTRICTED",
-        },
-    }
 
 
 DEFAULT = compile_rules(domain_default())

@@ -12,8 +12,7 @@ from sqlalchemy import select
 
 from service.models import AuditEvent, VerdictPolicy
 from tests.fixtures.factories import Factory
-from tests.service.credit_checks.support import check, platform
-from tests.service.policy.test_engine import domain_default
+from tests.service.credit_checks.support import check, domain_default, platform
 
 PATH = "/v1/admin/policy"
 

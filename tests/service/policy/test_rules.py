@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from service.policy.rules import compile_rules, rule_errors, split_storage_form, storage_form
-from tests.service.policy.test_engine import domain_default
+from tests.service.credit_checks.support import domain_default
 
 
 def _errors(raw: dict[str, object]) -> list[tuple[str, str]]:
