@@ -57,6 +57,7 @@ openapi-check: $(STAMP)
 		(echo "openapi/openapi.json is out of date: run 'make openapi'"; exit 1)
 
 bench: $(STAMP)
+	@command -v wrk >/dev/null || (apt-get install -y -qq wrk >/dev/null 2>&1 || echo "install wrk for the load benchmarks")
 	$(BIN)/python -m bench.run
 
 clean:

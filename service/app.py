@@ -46,12 +46,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ensure_current(runtime.engine)
-        runtime.key_store.ensure()
-        runtime.directory.start()
-        background = app.state.background_starters
-        for start in background:
-            start()
+        try:
+            ensure_current(runtime.engine)
+            runtime.key_store.ensure()
+            runtime.directory.start()
+            for start in app.state.background_starters:
+                start()
+        except BaseException:
+            runtime.close()
+            raise
         try:
             yield
         finally:

@@ -53,7 +53,10 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         normalized,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping: it costs a round trip per checkout on the hot path. A connection that
+        # died (PostgreSQL restarted) fails its request with a clean 503, SQLAlchemy then
+        # invalidates the pool, and the next requests reconnect.
+        pool_pre_ping=False,
         pool_recycle=1800,
         connect_args={"connect_timeout": 5},
     )

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +85,24 @@ def fresh_app(tmp_path: Path, label: str, **overrides: object) -> Iterator[Fresh
     with fresh_database(tmp_path, label) as url:
         settings = make_settings(url, None, tmp_path / f"data-{label}", **overrides)
         app = create_app(settings)
-        with TestClient(app, raise_server_exceptions=False) as client:
-            yield FreshApp(url, app, client, Factory(client), settings)
+        try:
+            with TestClient(app, raise_server_exceptions=False) as client:
+                yield FreshApp(url, app, client, Factory(client), settings)
+        finally:
+            _settle(app)
+
+
+def _settle(app: FastAPI) -> None:
+    """Wait for the app's background threads, then close the pool once more.
+
+    ``Runtime.close`` signals the auth directory's poller but does not join it,
+    so a reload in flight can check a connection into the freshly disposed pool;
+    left open, it would be reported as a leaked connection once the database is
+    dropped (and fail whichever test runs then).
+    """
+    for thread in getattr(app.state.directory, "_threads", []):
+        thread.join(timeout=5)
+    app.state.engine.dispose()
 
 
 def standalone_parts(url: str, data_dir: Path) -> tuple[Engine, sessionmaker[Session], KeyStore]:
@@ -163,8 +179,20 @@ def wait_sealed(
         seqs = seq_of(factory, event_ids)
         return len(seqs) == len(event_ids) and all(s is not None for s in seqs.values())
 
-    wait_until(sealed, timeout, f"{len(event_ids)} events to be sealed")
+    try:
+        wait_until(sealed, timeout, f"{len(event_ids)} events to be sealed")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {_sealing_state(factory)}") from None
     return {k: v for k, v in seq_of(factory, event_ids).items() if v is not None}
+
+
+def _sealing_state(factory: sessionmaker[Session]) -> str:
+    """What a timed-out wait saw: the lease and the backlog (to tell a stall from a slow run)."""
+    with factory() as session:
+        lease = session.execute(text("SELECT holder, expires_at FROM leases")).all()
+        size = session.scalar(select(func.count()).select_from(AuditLogEntry))
+        total = session.scalar(select(func.count()).select_from(AuditEvent))
+    return f"lease={lease} sealed={size} events={total} now={datetime.now(UTC).isoformat()}"
 
 
 def log_state(factory: sessionmaker[Session]) -> tuple[list[int], list[int]]:

@@ -54,10 +54,18 @@ def test_postgres_stop_and_restart(tmp_path: Path) -> None:
             assert token.status_code == 503, token.text
 
             cluster.start()
-            assert http.post("/v1/credit-checks", json=body, headers=headers).status_code == 201
+            # Recovery without restarting the app: stale pooled connections may fail once more
+            # (cleanly, 503) before the pool has reconnected.
+            recovered = []
+            for _ in range(20):
+                recovered.append(http.post("/v1/credit-checks", json=body, headers=headers).status_code)
+                if recovered[-1] == 201:
+                    break
+            assert recovered[-1] == 201, recovered
+            assert set(recovered) <= {201, 503}, recovered
             assert http.get("/readyz").status_code == 200
             after = _count(factory)
-            assert after[0] == before[0] + 1  # nothing half-written during the outage
+            assert after[0] == before[0] + 1  # nothing half-written during the outage or the retries
             assert after[1] >= before[1] + 1
 
 

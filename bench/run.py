@@ -1,0 +1,108 @@
+"""`make bench`: every benchmark in one run, summarised at the top of bench/RESULTS.md.
+
+Each benchmark keeps its own detailed section in RESULTS.md (written when it was studied);
+this runner re-measures the headline figures on the current code and machine, with the
+bare-framework baseline measured in the same run, and rewrites the "Latest make bench"
+section. Sizes are modest by default so the run takes minutes; set BENCH_MERCHANTS
+(e.g. 1000000) for the registry-size comparison.
+
+    make bench                      # or: .venv/bin/python -m bench.run
+    BENCH_MERCHANTS=1000000 make bench
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "RESULTS.md"
+START = "<!-- make-bench:start -->"
+END = "<!-- make-bench:end -->"
+PG = os.environ.get("BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def _python(*args: str, timeout: int = 3600) -> str:
+    completed = subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if completed.returncode != 0:
+        return f"FAILED ({completed.returncode}): {completed.stderr.strip().splitlines()[-1:]}"
+    return completed.stdout.strip()
+
+
+def _last_json(output: str) -> dict[str, object]:
+    for line in reversed(output.splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return dict(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return {"error": output[-300:]}
+
+
+def _row(label: str, result: dict[str, object]) -> str:
+    check = result.get("check") or {}
+    bare = result.get("bare") or {}
+    batch = result.get("batch_1000") or {}
+    assert isinstance(check, dict) and isinstance(bare, dict) and isinstance(batch, dict)
+    return (
+        f"| {label} | {result.get('merchants', '?')} | {check.get('rps', '?')} | {check.get('p50_ms', '?')} | "
+        f"{check.get('p99_ms', '?')} | {bare.get('rps', '?')} | {result.get('ratio', '?')} | "
+        f"{batch.get('median_ms', '?')} |"
+    )
+
+
+def main() -> None:
+    merchants = os.environ.get("BENCH_MERCHANTS", "10000")
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    load = os.getloadavg()[0]
+    token = _last_json(_python("bench.token_bench").replace("'", '"'))
+    sqlite = _last_json(_python("bench.check_bench", "--db", "sqlite", "--merchants", merchants))
+    postgres = _last_json(
+        _python("bench.check_bench", "--db", "postgres", "--merchants", merchants, "--pg", PG, "--redis", REDIS)
+    )
+    audit = _python("bench.audit_bench", "--events", "20000", "--verify", "100000", "--pg", PG)
+    lines = [
+        START,
+        "## Latest `make bench`",
+        "",
+        f"Run {started} (load average {load:.1f} at start), `make bench` "
+        f"(`BENCH_MERCHANTS={merchants}`). Server: uvicorn, 2 workers; load `wrk -t2 -c64 -d10s`; "
+        "the bare FastAPI endpoint returns a pre-serialised body of the same size, same run.",
+        "",
+        "| variant | registry | checks req/s | p50 ms | p99 ms | bare req/s | ratio | 1000-item batch median ms |",
+        "|---|---|---|---|---|---|---|---|",
+        _row("embedded default (SQLite, in-process limiter)", sqlite),
+        _row("PostgreSQL + Redis", postgres),
+        "",
+        f"Token validation per request: full ES256 verification {token.get('full_verification_us', '?')} µs, "
+        f"validated-token cache hit {token.get('cached_us', '?')} µs (`python -m bench.token_bench`).",
+        "",
+        "Audit (`python -m bench.audit_bench --events 20000 --verify 100000`):",
+        "",
+        "```",
+        audit,
+        "```",
+        END,
+    ]
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    block = "\n".join(lines)
+    if START in text:
+        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _m: block, text, flags=re.S)
+    else:
+        head, _, rest = text.partition("\n")
+        text = f"{head}\n\n{block}\n{rest}"
+    RESULTS.write_text(text)
+    print(block)
+
+
+if __name__ == "__main__":
+    main()
