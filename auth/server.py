@@ -242,7 +242,7 @@ class Revocation(RevocationEndpoint):
         self._directory.token_revoked(t.jti, float(t.exp))
 
 
-class CreditShareAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
+class CreditShareAuthorizationServer(AuthorizationServer):
     def __init__(
         self,
         *,

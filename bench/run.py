@@ -30,7 +30,12 @@ REDIS = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/15")
 
 def _python(*args: str, timeout: int = 3600) -> str:
     completed = subprocess.run(
-        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if completed.returncode != 0:
         return f"FAILED ({completed.returncode}): {completed.stderr.strip().splitlines()[-1:]}"
@@ -52,7 +57,9 @@ def _row(label: str, result: dict[str, object]) -> str:
     check = result.get("check") or {}
     bare = result.get("bare") or {}
     batch = result.get("batch_1000") or {}
-    assert isinstance(check, dict) and isinstance(bare, dict) and isinstance(batch, dict)
+    assert isinstance(check, dict)
+    assert isinstance(bare, dict)
+    assert isinstance(batch, dict)
     return (
         f"| {label} | {result.get('merchants', '?')} | {check.get('rps', '?')} | {check.get('p50_ms', '?')} | "
         f"{check.get('p99_ms', '?')} | {bare.get('rps', '?')} | {result.get('ratio', '?')} | "
@@ -67,7 +74,17 @@ def main() -> None:
     token = _last_json(_python("bench.token_bench").replace("'", '"'))
     sqlite = _last_json(_python("bench.check_bench", "--db", "sqlite", "--merchants", merchants))
     postgres = _last_json(
-        _python("bench.check_bench", "--db", "postgres", "--merchants", merchants, "--pg", PG, "--redis", REDIS)
+        _python(
+            "bench.check_bench",
+            "--db",
+            "postgres",
+            "--merchants",
+            merchants,
+            "--pg",
+            PG,
+            "--redis",
+            REDIS,
+        )
     )
     audit = _python("bench.audit_bench", "--events", "20000", "--verify", "100000", "--pg", PG)
     lines = [

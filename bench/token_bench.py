@@ -8,10 +8,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from joserfc import jwt
+
 from auth.directory import AuthDirectory
 from auth.keys import KeyStore
 from auth.tokens import TokenVerifier
-from joserfc import jwt
 from service.crypto import KeyRing
 from service.db.engine import make_engine
 from service.db.migrate import upgrade
@@ -44,8 +45,16 @@ def run() -> dict[str, float]:
         signer = store.view().token_signer
         assert signer is not None
         now = int(time.time())
-        claims = {"iss": ISSUER, "aud": ISSUER, "sub": "c", "client_id": "c", "iat": now, "exp": now + 900,
-                  "jti": "j", "scope": "credit:check"}
+        claims = {
+            "iss": ISSUER,
+            "aud": ISSUER,
+            "sub": "c",
+            "client_id": "c",
+            "iat": now,
+            "exp": now + 900,
+            "jti": "j",
+            "scope": "credit:check",
+        }
         token = jwt.encode({"alg": "ES256", "typ": "at+jwt", "kid": signer.kid}, claims, signer)
         full = _per_call_us(lambda: verifier.decode(token), 500)
         verifier.validate(token)

@@ -118,8 +118,8 @@ def clients_create(
     try:
         data = ClientCreate(
             name=name,
-            scopes=scopes.split(),  # type: ignore[arg-type]
-            purposes=purposes.replace(",", " ").split(),  # type: ignore[arg-type]
+            scopes=scopes.split(),
+            purposes=purposes.replace(",", " ").split(),
             rate_plan=rate_plan,
             platform_uscc=platform_uscc,
         )

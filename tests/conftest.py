@@ -20,7 +20,12 @@ from sqlalchemy.orm import Session
 
 from service.app import create_app
 from service.settings import Settings
-from tests.fixtures.databases import drop_postgres, provision_database, provision_redis, using_postgres
+from tests.fixtures.databases import (
+    drop_postgres,
+    provision_database,
+    provision_redis,
+    using_postgres,
+)
 from tests.fixtures.factories import Factory
 
 MASTER_KEY = "test-master-key-0123456789abcdefghijklmnopqrstuvwxyz"

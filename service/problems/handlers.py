@@ -117,7 +117,9 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 400:  # an unparseable body (bad encoding): a validation failure
-        return render_problem(request, "validation-failed", errors=[("body", "Malformed request body")])
+        return render_problem(
+            request, "validation-failed", errors=[("body", "Malformed request body")]
+        )
     slug = _STATUS_SLUGS.get(
         exc.status_code, "internal-error" if exc.status_code >= 500 else "not-found"
     )

@@ -17,7 +17,9 @@ router = APIRouter(tags=["operations"])
     "/problems/{slug}",
     response_class=HTMLResponse,
     name="problem_page",
-    responses={404: {"description": "No such problem type", "content": {"application/problem+json": {}}}},
+    responses={
+        404: {"description": "No such problem type", "content": {"application/problem+json": {}}}
+    },
 )
 async def problem_page(slug: str) -> HTMLResponse:
     """Describe one problem type (the target of every problem's ``type`` URI)."""

@@ -14,7 +14,9 @@ from joserfc.jwk import ECKey
 class KeyPair:
     def __init__(self, kid: str | None = None) -> None:
         self.kid = kid or uuid.uuid4().hex[:12]
-        self.private = ECKey.generate_key("P-256", parameters={"kid": self.kid, "alg": "ES256"}, private=True)
+        self.private = ECKey.generate_key(
+            "P-256", parameters={"kid": self.kid, "alg": "ES256"}, private=True
+        )
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [self.private.as_dict(private=False)]}

@@ -51,7 +51,12 @@ def _assert_invalid_token(response: Any) -> None:
 
 def test_valid_token_passes(client: TestClient, factory: Factory) -> None:
     creds = factory.client("admin:clients")
-    assert client.get(PROTECTED, headers=_bearer(_signed_by_server(client, _claims(creds.client_id)))).status_code == 200
+    assert (
+        client.get(
+            PROTECTED, headers=_bearer(_signed_by_server(client, _claims(creds.client_id)))
+        ).status_code
+        == 200
+    )
 
 
 def test_missing_and_non_bearer(client: TestClient) -> None:
@@ -71,7 +76,9 @@ def test_forged_signature(client: TestClient, factory: Factory) -> None:
     creds = factory.client("admin:clients")
     real_kid = client.app.state.key_store.view().token_signer.kid  # type: ignore[attr-defined]
     forger = ECKey.generate_key("P-256", parameters={"kid": real_kid}, private=True)
-    forged = jwt.encode({"alg": "ES256", "typ": "at+jwt", "kid": real_kid}, _claims(creds.client_id), forger)
+    forged = jwt.encode(
+        {"alg": "ES256", "typ": "at+jwt", "kid": real_kid}, _claims(creds.client_id), forger
+    )
     _assert_invalid_token(client.get(PROTECTED, headers=_bearer(forged)))
 
 
@@ -85,7 +92,9 @@ def test_alg_none_token(client: TestClient, factory: Factory) -> None:
     _assert_invalid_token(client.get(PROTECTED, headers=_bearer(unsigned)))
 
 
-def test_expired_wrong_audience_wrong_issuer_wrong_typ(client: TestClient, factory: Factory) -> None:
+def test_expired_wrong_audience_wrong_issuer_wrong_typ(
+    client: TestClient, factory: Factory
+) -> None:
     creds = factory.client("admin:clients")
     now = int(time.time())
     for claims in (
@@ -94,7 +103,9 @@ def test_expired_wrong_audience_wrong_issuer_wrong_typ(client: TestClient, facto
         _claims(creds.client_id, iss="https://other.example"),
         _claims(creds.client_id, sub="cs_someoneelse"),
     ):
-        _assert_invalid_token(client.get(PROTECTED, headers=_bearer(_signed_by_server(client, claims))))
+        _assert_invalid_token(
+            client.get(PROTECTED, headers=_bearer(_signed_by_server(client, claims)))
+        )
     id_token_like = _signed_by_server(client, _claims(creds.client_id), typ="JWT")
     _assert_invalid_token(client.get(PROTECTED, headers=_bearer(id_token_like)))
     _assert_invalid_token(client.get(PROTECTED, headers=_bearer("not.a.jwt")))
@@ -116,16 +127,25 @@ def test_revoked_token_is_refused_and_inactive(client: TestClient, factory: Fact
     active = client.post("/oauth/introspect", data={"token": token}, headers=creds.basic()).json()
     assert active["active"] is True
     assert active["client_id"] == creds.client_id
-    assert client.post("/oauth/revoke", data={"token": token}, headers=creds.basic()).status_code == 200
+    assert (
+        client.post("/oauth/revoke", data={"token": token}, headers=creds.basic()).status_code
+        == 200
+    )
     _assert_invalid_token(client.get(PROTECTED, headers=_bearer(token)))
-    assert client.post("/oauth/introspect", data={"token": token}, headers=creds.basic()).json() == {"active": False}
+    assert client.post(
+        "/oauth/introspect", data={"token": token}, headers=creds.basic()
+    ).json() == {"active": False}
 
 
-def test_client_may_not_introspect_or_revoke_anothers_token(client: TestClient, factory: Factory) -> None:
+def test_client_may_not_introspect_or_revoke_anothers_token(
+    client: TestClient, factory: Factory
+) -> None:
     owner = factory.client("admin:clients")
     other = factory.client("credit:check")
     token = factory.token(owner)
-    assert client.post("/oauth/introspect", data={"token": token}, headers=other.basic()).json() == {"active": False}
+    assert client.post(
+        "/oauth/introspect", data={"token": token}, headers=other.basic()
+    ).json() == {"active": False}
     refused = client.post("/oauth/revoke", data={"token": token}, headers=other.basic())
     assert refused.status_code == 400
     assert client.get(PROTECTED, headers=_bearer(token)).status_code == 200
@@ -142,20 +162,39 @@ def test_suspension_refuses_existing_tokens_at_once(client: TestClient, factory:
     victim = factory.client("admin:clients")
     token = factory.token(victim)
     admin = factory.headers("admin:clients")
-    assert client.patch(f"/v1/admin/clients/{victim.client_id}", json={"status": "suspended"}, headers=admin).status_code == 200
+    assert (
+        client.patch(
+            f"/v1/admin/clients/{victim.client_id}", json={"status": "suspended"}, headers=admin
+        ).status_code
+        == 200
+    )
     _assert_invalid_token(client.get(PROTECTED, headers=_bearer(token)))
-    assert client.post("/oauth/introspect", data={"token": token}, headers=factory.client().basic()).json() == {
-        "active": False
-    }
-    assert client.patch(f"/v1/admin/clients/{victim.client_id}", json={"status": "active"}, headers=admin).status_code == 200
+    assert client.post(
+        "/oauth/introspect", data={"token": token}, headers=factory.client().basic()
+    ).json() == {"active": False}
+    assert (
+        client.patch(
+            f"/v1/admin/clients/{victim.client_id}", json={"status": "active"}, headers=admin
+        ).status_code
+        == 200
+    )
     assert client.get(PROTECTED, headers=_bearer(token)).status_code == 200
 
 
-def test_scope_removed_from_client_applies_to_existing_tokens(client: TestClient, factory: Factory) -> None:
+def test_scope_removed_from_client_applies_to_existing_tokens(
+    client: TestClient, factory: Factory
+) -> None:
     target = factory.client("admin:clients credit:check")
     token = factory.token(target)
     admin = factory.headers("admin:clients")
-    assert client.patch(f"/v1/admin/clients/{target.client_id}", json={"scopes": ["credit:check"]}, headers=admin).status_code == 200
+    assert (
+        client.patch(
+            f"/v1/admin/clients/{target.client_id}",
+            json={"scopes": ["credit:check"]},
+            headers=admin,
+        ).status_code
+        == 200
+    )
     assert client.get(PROTECTED, headers=_bearer(token)).status_code == 403
 
 
@@ -194,7 +233,10 @@ def test_metadata(client: TestClient) -> None:
     assert meta["introspection_endpoint"] == f"{ISSUER}/oauth/introspect"
     assert meta["revocation_endpoint"] == f"{ISSUER}/oauth/revoke"
     assert meta["grant_types_supported"] == ["client_credentials"]
-    assert set(meta["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "private_key_jwt"}
+    assert set(meta["token_endpoint_auth_methods_supported"]) == {
+        "client_secret_basic",
+        "private_key_jwt",
+    }
     assert "none" not in meta["token_endpoint_auth_signing_alg_values_supported"]
     assert "audit:read" in meta["scopes_supported"]
 

@@ -19,14 +19,21 @@ from tests.fixtures.servers import live_server, server_env
 
 @pytest.fixture(scope="module")
 def server(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    env = server_env(settings.effective_database_url, settings.redis_url, tmp_path_factory.mktemp("srv"), MASTER_KEY)
+    env = server_env(
+        settings.effective_database_url,
+        settings.redis_url,
+        tmp_path_factory.mktemp("srv"),
+        MASTER_KEY,
+    )
     with live_server(env) as base:
         yield base
 
 
 def test_client_secret_basic_with_authlib(server: str, factory: Factory) -> None:
     creds = factory.client("admin:clients")
-    with OAuth2Client(creds.client_id, creds.secret, token_endpoint_auth_method="client_secret_basic") as oauth:
+    with OAuth2Client(
+        creds.client_id, creds.secret, token_endpoint_auth_method="client_secret_basic"
+    ) as oauth:
         token = oauth.fetch_token(f"{server}/oauth/token", grant_type="client_credentials")
         assert token["token_type"].lower() == "bearer"
         response = oauth.get(f"{server}/v1/admin/clients?limit=1")
@@ -51,7 +58,12 @@ def test_private_key_jwt_with_authlib(server: str, factory: Factory) -> None:
 @pytest.fixture(scope="module")
 def twin(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A second API node of the test app: same database, Redis, keys and issuer."""
-    env = server_env(settings.effective_database_url, settings.redis_url, tmp_path_factory.mktemp("twin"), MASTER_KEY)
+    env = server_env(
+        settings.effective_database_url,
+        settings.redis_url,
+        tmp_path_factory.mktemp("twin"),
+        MASTER_KEY,
+    )
     env["CREDITSHARE_PUBLIC_URL"] = settings.public_url
     with live_server(env) as base:
         yield base

@@ -25,7 +25,9 @@ def _basic(client_id: str, secret: str) -> dict[str, str]:
 def test_failed_attempts_per_client_id_are_braked(client: TestClient, factory: Factory) -> None:
     creds = factory.client()
     statuses = [
-        client.post("/oauth/token", data=GRANT, headers=_basic(creds.client_id, f"wrong{i}")).status_code
+        client.post(
+            "/oauth/token", data=GRANT, headers=_basic(creds.client_id, f"wrong{i}")
+        ).status_code
         for i in range(10)
     ]
     assert statuses == [401] * 10
@@ -50,9 +52,13 @@ def strict_client(settings: Settings, tmp_path: Path) -> Iterator[TestClient]:
         yield test_client
 
 
-def test_failed_attempts_per_address_are_braked(strict_client: TestClient, factory: Factory) -> None:
+def test_failed_attempts_per_address_are_braked(
+    strict_client: TestClient, factory: Factory
+) -> None:
     for i in range(5):
-        response = strict_client.post("/oauth/token", data=GRANT, headers=_basic(f"cs_unknown{i}", "x"))
+        response = strict_client.post(
+            "/oauth/token", data=GRANT, headers=_basic(f"cs_unknown{i}", "x")
+        )
         assert response.status_code == 401
     creds = factory.client()
     braked = strict_client.post("/oauth/token", data=GRANT, headers=creds.basic())

@@ -61,9 +61,13 @@ def test_scope_subset_and_invalid_scope(client: TestClient, factory: Factory) ->
     creds = factory.client("credit:check credit:detail")
     ok = client.post("/oauth/token", data={**GRANT, "scope": "credit:check"}, headers=creds.basic())
     assert ok.json()["scope"] == "credit:check"
-    refused = client.post("/oauth/token", data={**GRANT, "scope": "credit:check admin:data"}, headers=creds.basic())
+    refused = client.post(
+        "/oauth/token", data={**GRANT, "scope": "credit:check admin:data"}, headers=creds.basic()
+    )
     _assert_oauth_error(refused, 400, "invalid_scope")
-    unknown = client.post("/oauth/token", data={**GRANT, "scope": "everything"}, headers=creds.basic())
+    unknown = client.post(
+        "/oauth/token", data={**GRANT, "scope": "everything"}, headers=creds.basic()
+    )
     _assert_oauth_error(unknown, 400, "invalid_scope")
 
 
@@ -75,7 +79,9 @@ def test_wrong_secret(client: TestClient, factory: Factory) -> None:
 
 
 def test_unknown_client(client: TestClient) -> None:
-    response = client.post("/oauth/token", data=GRANT, headers=_basic("cs_doesnotexist", "whatever"))
+    response = client.post(
+        "/oauth/token", data=GRANT, headers=_basic("cs_doesnotexist", "whatever")
+    )
     _assert_oauth_error(response, 401, "invalid_client")
 
 
@@ -86,14 +92,23 @@ def test_no_client_authentication(client: TestClient) -> None:
 def test_suspended_client(client: TestClient, factory: Factory) -> None:
     creds = factory.client()
     admin = factory.headers("admin:clients")
-    assert client.patch(f"/v1/admin/clients/{creds.client_id}", json={"status": "suspended"}, headers=admin).status_code == 200
-    _assert_oauth_error(client.post("/oauth/token", data=GRANT, headers=creds.basic()), 401, "invalid_client")
+    assert (
+        client.patch(
+            f"/v1/admin/clients/{creds.client_id}", json={"status": "suspended"}, headers=admin
+        ).status_code
+        == 200
+    )
+    _assert_oauth_error(
+        client.post("/oauth/token", data=GRANT, headers=creds.basic()), 401, "invalid_client"
+    )
 
 
 def test_unsupported_grant_and_bad_requests(client: TestClient, factory: Factory) -> None:
     creds = factory.client()
     _assert_oauth_error(
-        client.post("/oauth/token", data={"grant_type": "password"}, headers=creds.basic()), 400, "unsupported_grant_type"
+        client.post("/oauth/token", data={"grant_type": "password"}, headers=creds.basic()),
+        400,
+        "unsupported_grant_type",
     )
     missing = client.post(
         "/oauth/token",
@@ -117,7 +132,9 @@ def _jwt_client(factory: Factory, keypair: KeyPair, scopes: str = "credit:check"
 
 def test_private_key_jwt(client: TestClient, factory: Factory, keypair: KeyPair) -> None:
     creds = _jwt_client(factory, keypair)
-    response = client.post("/oauth/token", data=assertion_form(keypair.assertion(creds.client_id, ISSUER)))
+    response = client.post(
+        "/oauth/token", data=assertion_form(keypair.assertion(creds.client_id, ISSUER))
+    )
     assert response.status_code == 200, response.text
     assert response.json()["scope"] == "credit:check"
 
@@ -138,40 +155,62 @@ def test_bad_assertions_are_invalid_client(
 ) -> None:
     creds = _jwt_client(factory, keypair)
     assertion = keypair.assertion(creds.client_id, ISSUER, **overrides)
-    _assert_oauth_error(client.post("/oauth/token", data=assertion_form(assertion)), 401, "invalid_client")
+    _assert_oauth_error(
+        client.post("/oauth/token", data=assertion_form(assertion)), 401, "invalid_client"
+    )
 
 
 def test_replayed_assertion(client: TestClient, factory: Factory, keypair: KeyPair) -> None:
     creds = _jwt_client(factory, keypair)
     assertion = keypair.assertion(creds.client_id, ISSUER)
     assert client.post("/oauth/token", data=assertion_form(assertion)).status_code == 200
-    _assert_oauth_error(client.post("/oauth/token", data=assertion_form(assertion)), 401, "invalid_client")
-
-
-def test_forged_assertion_signed_by_another_key(client: TestClient, factory: Factory, keypair: KeyPair) -> None:
-    creds = _jwt_client(factory, keypair)
-    forger = KeyPair(kid=keypair.kid)
     _assert_oauth_error(
-        client.post("/oauth/token", data=assertion_form(forger.assertion(creds.client_id, ISSUER))), 401, "invalid_client"
+        client.post("/oauth/token", data=assertion_form(assertion)), 401, "invalid_client"
     )
 
 
-def test_alg_none_and_hmac_assertions(client: TestClient, factory: Factory, keypair: KeyPair) -> None:
+def test_forged_assertion_signed_by_another_key(
+    client: TestClient, factory: Factory, keypair: KeyPair
+) -> None:
+    creds = _jwt_client(factory, keypair)
+    forger = KeyPair(kid=keypair.kid)
+    _assert_oauth_error(
+        client.post("/oauth/token", data=assertion_form(forger.assertion(creds.client_id, ISSUER))),
+        401,
+        "invalid_client",
+    )
+
+
+def test_alg_none_and_hmac_assertions(
+    client: TestClient, factory: Factory, keypair: KeyPair
+) -> None:
     creds = _jwt_client(factory, keypair)
     now = int(time.time())
-    claims = {"iss": creds.client_id, "sub": creds.client_id, "aud": ISSUER, "exp": now + 60, "jti": "x" * 20}
+    claims = {
+        "iss": creds.client_id,
+        "sub": creds.client_id,
+        "aud": ISSUER,
+        "exp": now + 60,
+        "jti": "x" * 20,
+    }
 
     def b64(data: bytes) -> str:
         return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
     unsigned = f"{b64(json.dumps({'alg': 'none'}).encode())}.{b64(json.dumps(claims).encode())}."
-    _assert_oauth_error(client.post("/oauth/token", data=assertion_form(unsigned)), 401, "invalid_client")
+    _assert_oauth_error(
+        client.post("/oauth/token", data=assertion_form(unsigned)), 401, "invalid_client"
+    )
     # Algorithm confusion: HS256 "signed" with the client's public key as the secret.
     claims["jti"] = "y" * 20
     signing_input = f"{b64(json.dumps({'alg': 'HS256', 'kid': keypair.kid}).encode())}.{b64(json.dumps(claims).encode())}"
-    mac = hmac.new(keypair.private.as_pem(private=False), signing_input.encode(), hashlib.sha256).digest()
+    mac = hmac.new(
+        keypair.private.as_pem(private=False), signing_input.encode(), hashlib.sha256
+    ).digest()
     confused = f"{signing_input}.{b64(mac)}"
-    _assert_oauth_error(client.post("/oauth/token", data=assertion_form(confused)), 401, "invalid_client")
+    _assert_oauth_error(
+        client.post("/oauth/token", data=assertion_form(confused)), 401, "invalid_client"
+    )
 
 
 def test_wrong_method_is_refused(client: TestClient, factory: Factory, keypair: KeyPair) -> None:
@@ -179,11 +218,15 @@ def test_wrong_method_is_refused(client: TestClient, factory: Factory, keypair: 
     # A client_secret_basic client may not authenticate with an assertion...
     other = KeyPair()
     assertion = other.assertion(basic_client.client_id, ISSUER)
-    _assert_oauth_error(client.post("/oauth/token", data=assertion_form(assertion)), 401, "invalid_client")
+    _assert_oauth_error(
+        client.post("/oauth/token", data=assertion_form(assertion)), 401, "invalid_client"
+    )
     # ...and a private_key_jwt client has no secret to present.
     jwt_client = _jwt_client(factory, keypair)
     _assert_oauth_error(
-        client.post("/oauth/token", data=GRANT, headers=_basic(jwt_client.client_id, "anything")), 401, "invalid_client"
+        client.post("/oauth/token", data=GRANT, headers=_basic(jwt_client.client_id, "anything")),
+        401,
+        "invalid_client",
     )
 
 

@@ -29,7 +29,10 @@ def _count(factory: Factory) -> tuple[int, int]:
         )
 
 
-@pytest.mark.skipif(shutil.which("runuser") is None or not Path("/usr/lib/postgresql").exists(), reason="needs a local PostgreSQL installation")
+@pytest.mark.skipif(
+    shutil.which("runuser") is None or not Path("/usr/lib/postgresql").exists(),
+    reason="needs a local PostgreSQL installation",
+)
 def test_postgres_stop_and_restart(tmp_path: Path) -> None:
     with postgres_cluster() as cluster:
         upgrade(cluster.url)
@@ -47,10 +50,15 @@ def test_postgres_stop_and_restart(tmp_path: Path) -> None:
             for response in outage:
                 assert response.status_code == 503, response.text
                 assert response.headers["content-type"].startswith("application/problem+json")
-                assert response.json()["type"].rsplit("/", 1)[-1] in {"service-unavailable", "audit-unavailable"}
+                assert response.json()["type"].rsplit("/", 1)[-1] in {
+                    "service-unavailable",
+                    "audit-unavailable",
+                }
                 assert "verdict" not in response.text
             assert http.get("/readyz").status_code == 503
-            token = http.post("/oauth/token", data={"grant_type": "client_credentials"}, headers=creds.basic())
+            token = http.post(
+                "/oauth/token", data={"grant_type": "client_credentials"}, headers=creds.basic()
+            )
             assert token.status_code == 503, token.text
 
             cluster.start()
@@ -58,14 +66,18 @@ def test_postgres_stop_and_restart(tmp_path: Path) -> None:
             # (cleanly, 503) before the pool has reconnected.
             recovered = []
             for _ in range(20):
-                recovered.append(http.post("/v1/credit-checks", json=body, headers=headers).status_code)
+                recovered.append(
+                    http.post("/v1/credit-checks", json=body, headers=headers).status_code
+                )
                 if recovered[-1] == 201:
                     break
             assert recovered[-1] == 201, recovered
             assert set(recovered) <= {201, 503}, recovered
             assert http.get("/readyz").status_code == 200
             after = _count(factory)
-            assert after[0] == before[0] + 1  # nothing half-written during the outage or the retries
+            assert (
+                after[0] == before[0] + 1
+            )  # nothing half-written during the outage or the retries
             assert after[1] >= before[1] + 1
 
 

@@ -26,16 +26,31 @@ def test_token_endpoint_and_readiness_survive_redis_outage(
 
             redis_server.stop()
 
-            statuses = [http.post("/oauth/token", data=grant, headers=creds.basic()).status_code for _ in range(5)]
+            statuses = [
+                http.post("/oauth/token", data=grant, headers=creds.basic()).status_code
+                for _ in range(5)
+            ]
             assert statuses == [200] * 5
-            token = http.post("/oauth/token", data=grant, headers=creds.basic()).json()["access_token"]
-            assert http.get("/v1/admin/clients?limit=1", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+            token = http.post("/oauth/token", data=grant, headers=creds.basic()).json()[
+                "access_token"
+            ]
+            assert (
+                http.get(
+                    "/v1/admin/clients?limit=1", headers={"Authorization": f"Bearer {token}"}
+                ).status_code
+                == 200
+            )
             ready = http.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["checks"]["redis"]["ok"] is False
             metrics = http.get("/metrics").text
-            fallback_lines = [line for line in metrics.splitlines() if line.startswith("creditshare_ratelimit_fallbacks_total")]
-            assert fallback_lines and float(fallback_lines[0].split()[-1]) >= 1
+            fallback_lines = [
+                line
+                for line in metrics.splitlines()
+                if line.startswith("creditshare_ratelimit_fallbacks_total")
+            ]
+            assert fallback_lines
+            assert float(fallback_lines[0].split()[-1]) >= 1
 
             redis_server.start()
             ready_again = http.get("/readyz")

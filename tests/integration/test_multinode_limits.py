@@ -20,7 +20,8 @@ from tests.fixtures.factories import Factory
 from tests.fixtures.servers import live_server, server_env
 
 pytestmark = pytest.mark.skipif(
-    not using_postgres(), reason="several API nodes need PostgreSQL and Redis (set CREDITSHARE_TEST_*)"
+    not using_postgres(),
+    reason="several API nodes need PostgreSQL and Redis (set CREDITSHARE_TEST_*)",
 )
 
 
@@ -32,7 +33,10 @@ def nodes(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
         bases = []
         for index in range(2):
             env = server_env(
-                settings.effective_database_url, settings.redis_url, tmp_path_factory.mktemp(f"node{index}"), MASTER_KEY
+                settings.effective_database_url,
+                settings.redis_url,
+                tmp_path_factory.mktemp(f"node{index}"),
+                MASTER_KEY,
             )
             env["CREDITSHARE_PUBLIC_URL"] = settings.public_url
             env["CREDITSHARE_RATELIMIT_NODES"] = "2"
@@ -43,13 +47,23 @@ def nodes(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def _plan(factory: Factory, name: str, *, rps: float, burst: int, quota: int) -> None:
     with factory.sessionmaker() as session, session.begin():
         session.merge(
-            RatePlanRow(name=name, requests_per_second=rps, burst=burst, daily_quota=quota, updated_at=utcnow())
+            RatePlanRow(
+                name=name,
+                requests_per_second=rps,
+                burst=burst,
+                daily_quota=quota,
+                updated_at=utcnow(),
+            )
         )
 
 
-def _hammer(nodes: list[str], headers: dict[str, str], body: dict[str, str], count: int) -> Counter[int]:
+def _hammer(
+    nodes: list[str], headers: dict[str, str], body: dict[str, str], count: int
+) -> Counter[int]:
     def one(index: int) -> int:
-        response = httpx.post(f"{nodes[index % len(nodes)]}/v1/credit-checks", json=body, headers=headers, timeout=30)
+        response = httpx.post(
+            f"{nodes[index % len(nodes)]}/v1/credit-checks", json=body, headers=headers, timeout=30
+        )
         return response.status_code
 
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -63,7 +77,11 @@ def test_daily_quota_is_exact_across_nodes(nodes: list[str], factory: Factory) -
     statuses = _hammer(nodes, headers, {"uscc": uscc, "purpose": "ONBOARDING"}, 80)
     assert statuses[201] == 25, statuses
     assert statuses[429] == 55, statuses
-    refused = httpx.post(f"{nodes[0]}/v1/credit-checks", json={"uscc": uscc, "purpose": "ONBOARDING"}, headers=headers)
+    refused = httpx.post(
+        f"{nodes[0]}/v1/credit-checks",
+        json={"uscc": uscc, "purpose": "ONBOARDING"},
+        headers=headers,
+    )
     assert refused.json()["type"].endswith("/problems/quota-exceeded")
     assert int(refused.headers["retry-after"]) >= 1
     usage = httpx.get(f"{nodes[1]}/v1/usage", headers=headers).json()
@@ -77,6 +95,10 @@ def test_burst_is_exact_across_nodes(nodes: list[str], factory: Factory) -> None
     statuses = _hammer(nodes, headers, {"uscc": uscc, "purpose": "ONBOARDING"}, 40)
     assert statuses[201] == 12, statuses
     assert statuses[429] == 28, statuses
-    refused = httpx.post(f"{nodes[1]}/v1/credit-checks", json={"uscc": uscc, "purpose": "ONBOARDING"}, headers=headers)
+    refused = httpx.post(
+        f"{nodes[1]}/v1/credit-checks",
+        json={"uscc": uscc, "purpose": "ONBOARDING"},
+        headers=headers,
+    )
     assert refused.json()["type"].endswith("/problems/rate-limited")
     assert "ratelimit" in {k.lower() for k in refused.headers}

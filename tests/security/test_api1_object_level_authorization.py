@@ -9,7 +9,9 @@ from tests.fixtures.factories import Factory
 
 
 def _check(client: TestClient, headers: dict[str, str], uscc: str) -> dict[str, object]:
-    response = client.post("/v1/credit-checks", json={"uscc": uscc, "purpose": "ONBOARDING"}, headers=headers)
+    response = client.post(
+        "/v1/credit-checks", json={"uscc": uscc, "purpose": "ONBOARDING"}, headers=headers
+    )
     assert response.status_code == 201, response.text
     return dict(response.json())
 
@@ -26,7 +28,10 @@ def test_credit_checks_belong_to_their_platform(client: TestClient, factory: Fac
     assert stolen.status_code == 404
     assert stolen.json()["type"].endswith("/problems/not-found")
 
-    bob_ids = {item["id"] for item in client.get("/v1/credit-checks?limit=500", headers=bob).json()["items"]}
+    bob_ids = {
+        item["id"]
+        for item in client.get("/v1/credit-checks?limit=500", headers=bob).json()["items"]
+    }
     assert bob_check["id"] in bob_ids
     assert alice_check["id"] not in bob_ids
 
@@ -62,5 +67,6 @@ def test_ids_are_unguessable(client: TestClient, factory: Factory) -> None:
     uscc = factory.merchant()
     first = _check(client, headers, uscc)["id"]
     second = _check(client, headers, uscc)["id"]
-    assert isinstance(first, str) and isinstance(second, str)
+    assert isinstance(first, str)
+    assert isinstance(second, str)
     assert first[-16:] != second[-16:]

@@ -23,9 +23,13 @@ def test_page_size_is_bounded(client: TestClient, factory: Factory) -> None:
 def test_batch_size_is_bounded(client: TestClient, factory: Factory) -> None:
     headers = factory.headers("credit:check", rate_plan="bulk")
     items = [{"uscc": "91440300708461136T"}] * 1001
-    response = client.post("/v1/credit-checks/batch", json={"purpose": "ONBOARDING", "items": items}, headers=headers)
+    response = client.post(
+        "/v1/credit-checks/batch", json={"purpose": "ONBOARDING", "items": items}, headers=headers
+    )
     assert response.status_code == 422
-    empty = client.post("/v1/credit-checks/batch", json={"purpose": "ONBOARDING", "items": []}, headers=headers)
+    empty = client.post(
+        "/v1/credit-checks/batch", json={"purpose": "ONBOARDING", "items": []}, headers=headers
+    )
     assert empty.status_code == 422
 
 
@@ -37,11 +41,15 @@ def test_string_lengths_are_bounded(client: TestClient, factory: Factory) -> Non
         headers=headers,
     )
     assert long_reference.status_code == 422
-    long_code = client.post("/v1/credit-checks", json={"uscc": "9" * 10_000, "purpose": "ONBOARDING"}, headers=headers)
+    long_code = client.post(
+        "/v1/credit-checks", json={"uscc": "9" * 10_000, "purpose": "ONBOARDING"}, headers=headers
+    )
     assert long_code.status_code == 422
     admin = factory.headers("admin:clients")
     long_name = client.post(
-        "/v1/admin/clients", json={"name": "n" * 201, "scopes": ["credit:check"], "purposes": []}, headers=admin
+        "/v1/admin/clients",
+        json={"name": "n" * 201, "scopes": ["credit:check"], "purposes": []},
+        headers=admin,
     )
     assert long_name.status_code == 422
 
@@ -58,5 +66,7 @@ def test_body_size_is_bounded(client: TestClient, factory: Factory) -> None:
 
 def test_token_lifetime_is_short(client: TestClient, factory: Factory) -> None:
     creds = factory.client()
-    body = client.post("/oauth/token", data={"grant_type": "client_credentials"}, headers=creds.basic()).json()
+    body = client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, headers=creds.basic()
+    ).json()
     assert body["expires_in"] <= 900
