@@ -66,9 +66,9 @@ class SecretRotated(BaseModel):
 
 
 class RatePlanIn(StrictModel):
-    requests_per_second: float = Field(gt=0, le=100_000)
-    burst: int = Field(ge=1, le=1_000_000)
-    daily_quota: int = Field(ge=1, le=100_000_000)
+    requests_per_second: float = Field(gt=0, le=100_000, strict=True)
+    burst: int = Field(ge=1, le=1_000_000, strict=True)
+    daily_quota: int = Field(ge=1, le=100_000_000, strict=True)
 
 
 class RatePlanOut(BaseModel):
