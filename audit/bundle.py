@@ -26,6 +26,7 @@ dependencies; writing one imports the database layer lazily.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,6 +76,7 @@ def write_bundle(
 ) -> BundleSummary:
     """Export the sealed log (up to its latest checkpoint) into the empty directory ``out``."""
     from audit import repository as repo
+    from audit.documents import json_line
     from audit.queries import log_origin_in, sealed_documents, verifier_keys
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -102,7 +104,7 @@ def write_bundle(
         for start in range(0, size, _CHUNK):
             end = min(size, start + _CHUNK)
             for _seq, event in sealed_documents(session, start + 1, end):
-                events.write(orjson.dumps(event) + b"\n")
+                events.write(json_line(event))
                 written += 1
             leaves.write(
                 b"".join(h or bytes(HASH_SIZE) for h in repo.leaf_hashes(session, start, end))
@@ -189,6 +191,20 @@ def _bundle_checkpoints(directory: Path) -> list[str | Mapping[str, object]]:
     return notes
 
 
+_LONG_NUMBER: Final = re.compile(rb"\d{19,}")
+
+
+def _parse(line: bytes) -> object:
+    """One JSON line, exactly: orjson turns integers beyond 64 bits into floats (which no
+    event holds), so a line with such a long run of digits is read by the stdlib instead."""
+    try:
+        if _LONG_NUMBER.search(line):
+            return json.loads(line)
+        return orjson.loads(line)
+    except ValueError:  # both libraries' decode errors are ValueErrors
+        return None
+
+
 class _EventReader:
     """Streams ``(seq, event)`` from ``events.ndjson``; a line that is not an event ends the
     stream and is remembered, so the verifier's verdict can name its seq."""
@@ -208,12 +224,9 @@ class _EventReader:
             for number, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
-                try:
-                    event = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    event = None
+                event = _parse(line)
                 seq = event.get("seq") if isinstance(event, dict) else None
-                if type(seq) is not int:
+                if not isinstance(event, dict) or type(seq) is not int:
                     self.bad_seq = previous + 1
                     self.bad_problem = (
                         f"{EVENTS} line {number} (after seq {previous}) is not an event with a seq"

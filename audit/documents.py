@@ -38,6 +38,7 @@ __all__ = [
     "document_from_csv_row",
     "event_document",
     "format_timestamp",
+    "json_line",
     "public_event",
 ]
 
@@ -65,6 +66,15 @@ def _json_text(value: object) -> str:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
     except orjson.JSONEncodeError:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def json_line(value: object) -> bytes:
+    """One NDJSON line (compact UTF-8 JSON and a newline), exact for any integer."""
+    try:
+        return orjson.dumps(value) + b"\n"
+    except orjson.JSONEncodeError:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return text.encode("utf-8") + b"\n"
 
 
 def _clean(value: object, depth: int = 0) -> object:
@@ -251,5 +261,5 @@ def document_from_csv_row(cells: Mapping[str, str]) -> dict[str, object]:
         "status": number("status"),
         "request_id": text("request_id"),
         "ip": text("ip"),
-        "details": orjson.loads(details_text) if details_text else {},
+        "details": json.loads(details_text) if details_text else {},  # exact big integers
     }

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Literal
 
-import orjson
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit import repository as repo
-from audit.documents import CSV_COLUMNS, csv_row, format_timestamp, public_event
+from audit.documents import CSV_COLUMNS, csv_row, format_timestamp, json_line, public_event
 from audit.merkle import EMPTY_ROOT, consistency_proof_from, inclusion_proof_from
 from audit.note import format_checkpoint, sign_note, verifier_key
 from audit.proofs import NodeCache, StoredLeaves, TreeReader
@@ -175,7 +174,7 @@ def export_stream(
         if fmt == "csv":
             yield _csv_lines([csv_row(e) for e in events])
         else:
-            yield b"".join(orjson.dumps(e) + b"\n" for e in events)
+            yield b"".join(json_line(e) for e in events)
         if len(rows) < page_size:
             return
         last = rows[-1].pk

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
 
 from schemas.common import StrictModel
 
@@ -106,8 +106,8 @@ class ConsistencyProofOut(BaseModel):
 
 
 class VerifyRequest(StrictModel):
-    from_seq: int | None = Field(default=None, ge=1)
-    to_seq: int | None = Field(default=None, ge=1)
+    from_seq: StrictInt | None = Field(default=None, ge=1)
+    to_seq: StrictInt | None = Field(default=None, ge=1)
 
 
 class VerifyResultOut(BaseModel):

@@ -262,3 +262,16 @@ def test_an_unreadable_bundle_is_exit_code_2(bundle: Path, tmp_path: Path) -> No
         ).exit_code
         == 2
     )
+
+
+def test_integers_beyond_64_bits_are_read_exactly(bundle: Path) -> None:
+    """orjson would read them as floats; the reader must not report a genuine event."""
+    lines = _lines(bundle)
+    assert b"9" * 25 not in lines[0]
+    event = orjson.loads(lines[0])
+    event["details"]["n"] = 9**30  # what a genuine event might hold, hashed exactly
+    from audit.bundle import _parse
+
+    text = json.dumps(event).encode()
+    assert _parse(text) == event
+    assert _parse(b"not json") is None

@@ -329,14 +329,18 @@ def test_export_ndjson_round_trip(client: TestClient, factory: Factory) -> None:
     client_id = f"cs_test_{uuid.uuid4().hex[:12]}"
     maker = _factory(client)
     ids = add_events(
-        maker, 1203, client_id=client_id, details={"k": "v", "nested": {"a": [1, None]}}
+        maker,
+        1203,
+        client_id=client_id,
+        details={"k": "v", "nested": {"a": [1, None]}, "big": 2**70},
     )
     seqs = wait_sealed(maker, ids)
     response = client.get("/v1/audit/export", params={"client_id": client_id}, headers=headers)
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/x-ndjson"
     lines = response.content.splitlines()
-    events = [orjson.loads(line) for line in lines]
+    events = [json.loads(line) for line in lines]  # exact integers beyond 64 bits
+    assert events[0]["details"]["big"] == 2**70
     assert [e["id"] for e in events] == list(reversed(ids))  # three pages, newest first
     with maker() as session:
         stored: dict[int, str] = dict(
