@@ -55,3 +55,44 @@ def test_token_endpoint_and_readiness_survive_redis_outage(
             redis_server.start()
             ready_again = http.get("/readyz")
             assert ready_again.status_code == 200
+
+
+def test_checks_under_load_survive_redis_stopping(
+    settings: Settings, factory: Factory, tmp_path: Path
+) -> None:
+    """Redis is killed while checks are being made: every request still gets a clean answer
+    (201 from the per-node fallback), none a 5xx."""
+    import threading
+
+    uscc = factory.merchant()
+    with redis_process(tmp_path) as redis_server:
+        app = create_app(make_settings(settings.effective_database_url, redis_server.url, tmp_path))
+        with TestClient(app, raise_server_exceptions=False) as http:
+            headers = Factory(http).headers("credit:check", rate_plan="bulk")
+            statuses: list[int] = []
+            stop = threading.Event()
+
+            def hammer() -> None:
+                while not stop.is_set():
+                    response = http.post(
+                        "/v1/credit-checks",
+                        json={"uscc": uscc, "purpose": "ONBOARDING"},
+                        headers=headers,
+                    )
+                    statuses.append(response.status_code)
+
+            workers = [threading.Thread(target=hammer) for _ in range(4)]
+            for worker in workers:
+                worker.start()
+            while len(statuses) < 20:
+                threading.Event().wait(0.01)
+            redis_server.stop()
+            seen = len(statuses)
+            while len(statuses) < seen + 40:
+                threading.Event().wait(0.01)
+            stop.set()
+            for worker in workers:
+                worker.join()
+            assert statuses
+            assert all(status < 500 for status in statuses), sorted(set(statuses))
+            assert statuses[-10:] == [201] * 10
