@@ -1,0 +1,74 @@
+"""SIGTERM lets in-flight requests finish, then the process exits cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+from service.settings import Settings
+from tests.conftest import MASTER_KEY
+from tests.fixtures.factories import Factory
+from tests.fixtures.servers import free_port, server_env
+
+
+def test_in_flight_batch_completes_on_sigterm(
+    settings: Settings, factory: Factory, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    codes = [factory.merchant() for _ in range(50)]
+    headers = factory.headers("credit:check credit:detail", rate_plan="bulk")
+    port = free_port()
+    env = server_env(
+        settings.effective_database_url,
+        settings.redis_url,
+        tmp_path_factory.mktemp("graceful"),
+        MASTER_KEY,
+    )
+    env["CREDITSHARE_PUBLIC_URL"] = settings.public_url
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        items = [{"uscc": codes[i % len(codes)]} for i in range(1000)]
+        results: list[int] = []
+
+        def batch() -> None:
+            response = httpx.post(
+                f"{base}/v1/credit-checks/batch",
+                json={"purpose": "ONBOARDING", "items": items},
+                headers=headers,
+                timeout=60,
+            )
+            results.append(response.status_code)
+
+        worker = threading.Thread(target=batch)
+        worker.start()
+        time.sleep(0.15)
+        process.send_signal(signal.SIGTERM)
+        worker.join(timeout=60)
+        assert results == [200]
+        # uvicorn finishes the in-flight work, then re-raises the signal it caught.
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{base}/healthz", timeout=1)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
