@@ -191,12 +191,13 @@ def _bundle_checkpoints(directory: Path) -> list[str | Mapping[str, object]]:
     return notes
 
 
-_LONG_NUMBER: Final = re.compile(rb"\d{19,}")
+_LONG_NUMBER: Final = re.compile(rb"[:,\[]\s*-?\d{19}")
 
 
 def _parse(line: bytes) -> object:
     """One JSON line, exactly: orjson turns integers beyond 64 bits into floats (which no
-    event holds), so a line with such a long run of digits is read by the stdlib instead."""
+    event holds), so a line with a number of 19 digits or more is read by the stdlib
+    instead (a string holding ``:`` and such digits costs the slower path, nothing more)."""
     try:
         if _LONG_NUMBER.search(line):
             return json.loads(line)

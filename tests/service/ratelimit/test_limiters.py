@@ -137,7 +137,9 @@ def test_sustained_rate_refills(backend: Backend) -> None:
 
 
 def test_quota_exhaustion_reports_quota_and_shanghai_midnight(backend: Backend) -> None:
-    plan = RatePlan("q", requests_per_second=1, burst=10, daily_quota=3)  # no refill during the test
+    plan = RatePlan(
+        "q", requests_per_second=1, burst=10, daily_quota=3
+    )  # no refill during the test
     key = backend.key()
     left = [backend.limiter.acquire(key, plan).quota_remaining for _ in range(3)]
     assert left == [2, 1, 0]
