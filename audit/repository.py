@@ -213,14 +213,15 @@ def lowest_unsealed_pk(session: Session, after_pk: int) -> int | None:
 
 
 def highest_settled_pk(
-    session: Session, after_pk: int, below_pk: int | None, occurred_before: datetime
+    session: Session, after_pk: int, below_pk: int | None, sealed_before: datetime
 ) -> int | None:
-    """The highest pk above ``after_pk`` (and below ``below_pk``) of an event older than a bound."""
-    query = select(func.max(AuditEvent.pk)).where(
-        AuditEvent.pk > after_pk, AuditEvent.occurred_at < occurred_before
+    """The highest pk above ``after_pk`` (and below ``below_pk``) of an event sealed before
+    ``sealed_before``."""
+    query = select(func.max(AuditLogEntry.event_pk)).where(
+        AuditLogEntry.event_pk > after_pk, AuditLogEntry.sealed_at < sealed_before
     )
     if below_pk is not None:
-        query = query.where(AuditEvent.pk < below_pk)
+        query = query.where(AuditLogEntry.event_pk < below_pk)
     return session.scalar(query)
 
 

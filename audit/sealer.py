@@ -93,9 +93,12 @@ class Watermark:
     Finding unsealed events is an anti-join (``NOT EXISTS``) that would scan the
     whole table; with the watermark it only scans the tail. An event's pk is
     allocated before its transaction commits, so a lower pk can appear after
-    higher ones were sealed: the watermark only passes events older than
-    ``grace_seconds``, and it is reset to zero every ``rescan_seconds`` so that
-    even a transaction that stayed open longer than the grace is picked up.
+    higher ones were sealed. But every lower pk was allocated before event
+    ``P`` was sealed, so once ``P`` has been sealed for ``grace_seconds`` (longer
+    than any transaction stays open) no lower pk can still appear: the watermark
+    only passes such events. The sealing time is the sequencer's clock, not the
+    writers' (whose ``occurred_at`` a skewed node could set in the past). As a
+    last resort the watermark is reset to zero every ``rescan_seconds``.
     """
 
     def __init__(
@@ -121,7 +124,7 @@ class Watermark:
             return self._value
 
     def advance(self, session: Session) -> int:
-        """Move past settled, sealed events (read-only queries on ``session``)."""
+        """Move past events sealed more than the grace ago (read-only queries on ``session``)."""
         current = self.value
         lowest = repo.lowest_unsealed_pk(session, current)
         settled = repo.highest_settled_pk(session, current, lowest, utcnow() - self._grace)

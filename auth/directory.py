@@ -136,8 +136,13 @@ class AuthDirectory:
             self._threads.append(listener)
 
     def stop(self) -> None:
+        """Stop the background threads and wait for them, so no reload is still holding a
+        pooled connection when the engine is disposed."""
         self._stop.set()
         self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads.clear()
 
     def _poll_loop(self) -> None:
         while not self._stop.is_set():

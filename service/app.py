@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from audit.context import RequestAudit
+from audit.embedded import install as install_audit
 from audit.recorder import record_standalone
 from auth.router import router as oauth_router
 from service import health
@@ -87,7 +88,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     state.background_starters = []
     state.background_stoppers = []
     state.readiness = Readiness(runtime)
-    __import__("audit.embedded", fromlist=["install"]).install(state, runtime)
+    install_audit(state, runtime)
 
     install_problem_handlers(app)
     app.include_router(oauth_router)
