@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 import anyio
 from sqlalchemy import Engine
 
+from service.state import state_singleton
+
 T = TypeVar("T")
 
 SQLITE_THREADS = 2
@@ -46,16 +48,6 @@ class CheckRunner:
         return await anyio.to_thread.run_sync(partial(fn, *args), limiter=self._limiter)
 
 
-_create_lock = threading.Lock()
-
-
 def check_runner(state: Any) -> CheckRunner:
     """The app's runner (``app.state.check_runner``), created on first use."""
-    runner: CheckRunner | None = getattr(state, "check_runner", None)
-    if runner is None:
-        with _create_lock:
-            runner = getattr(state, "check_runner", None)
-            if runner is None:
-                runner = CheckRunner(state.engine)
-                state.check_runner = runner
-    return runner
+    return state_singleton(state, "check_runner", lambda: CheckRunner(state.engine))

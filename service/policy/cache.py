@@ -22,6 +22,7 @@ from service.models import VerdictPolicy
 from service.policy import repository
 from service.policy.rules import RawMatrix, RawStatuses, Rules, compile_rules, split_storage_form
 from service.problems import ProblemError
+from service.state import state_singleton
 
 DEFAULT_TTL_SECONDS = 1.0
 
@@ -98,16 +99,6 @@ class PolicyCache:
         return snapshot
 
 
-_create_lock = threading.Lock()
-
-
 def policy_cache(state: Any) -> PolicyCache:
     """The app's cache (``app.state.policy_cache``), created on first use."""
-    cache: PolicyCache | None = getattr(state, "policy_cache", None)
-    if cache is None:
-        with _create_lock:
-            cache = getattr(state, "policy_cache", None)
-            if cache is None:
-                cache = PolicyCache(state.sessionmaker)
-                state.policy_cache = cache
-    return cache
+    return state_singleton(state, "policy_cache", lambda: PolicyCache(state.sessionmaker))

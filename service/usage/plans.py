@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from service.problems import ProblemError
 from service.ratelimit import RatePlan
+from service.state import state_singleton
 from service.usage import repository
 
 DEFAULT_TTL_SECONDS = 1.0
@@ -65,16 +66,6 @@ class RatePlanCache:
             self._plans.clear()
 
 
-_create_lock = threading.Lock()
-
-
 def rate_plans(state: Any) -> RatePlanCache:
     """The app's cache (``app.state.rate_plan_cache``), created on first use."""
-    cache: RatePlanCache | None = getattr(state, "rate_plan_cache", None)
-    if cache is None:
-        with _create_lock:
-            cache = getattr(state, "rate_plan_cache", None)
-            if cache is None:
-                cache = RatePlanCache(state.sessionmaker)
-                state.rate_plan_cache = cache
-    return cache
+    return state_singleton(state, "rate_plan_cache", lambda: RatePlanCache(state.sessionmaker))
