@@ -227,6 +227,7 @@ def main() -> None:
     parser.add_argument("--batch-runs", type=int, default=10)
     parser.add_argument("--only-check", action="store_true", help="skip the bare run and batches")
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--target", default="service.asgi:app", help="ASGI app to load")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
@@ -255,7 +256,7 @@ def main() -> None:
             "merchants": args.merchants,
             "seed_seconds": round(seed_s, 1),
         }
-        with server("service.asgi:app", env, args.workers) as base:
+        with server(args.target, env, args.workers) as base:
             token = httpx.post(
                 f"{base}/oauth/token",
                 data={"grant_type": "client_credentials"},

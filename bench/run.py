@@ -67,12 +67,37 @@ def _row(label: str, result: dict[str, object]) -> str:
     )
 
 
+def _audit_overhead(with_trail: dict[str, object], without: dict[str, object]) -> str:
+    on, off = with_trail.get("check") or {}, without.get("check") or {}
+    assert isinstance(on, dict)
+    assert isinstance(off, dict)
+    if not on.get("rps") or not off.get("rps"):
+        return "Audit overhead: not measured (a run failed)."
+    drop = 1 - float(on["rps"]) / float(off["rps"])
+    return (
+        f"Audit overhead (SQLite, same run): {off['rps']} req/s without the trail "
+        f"(`bench/noaudit_app.py`), {on['rps']} with it: {drop:.0%} lower (target at most 15%)."
+    )
+
+
 def main() -> None:
     merchants = os.environ.get("BENCH_MERCHANTS", "10000")
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load = os.getloadavg()[0]
     token = _last_json(_python("bench.token_bench").replace("'", '"'))
     sqlite = _last_json(_python("bench.check_bench", "--db", "sqlite", "--merchants", merchants))
+    no_audit = _last_json(
+        _python(
+            "bench.check_bench",
+            "--db",
+            "sqlite",
+            "--merchants",
+            merchants,
+            "--only-check",
+            "--target",
+            "bench.noaudit_app:app",
+        )
+    )
     postgres = _last_json(
         _python(
             "bench.check_bench",
@@ -99,6 +124,8 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
         _row("embedded default (SQLite, in-process limiter)", sqlite),
         _row("PostgreSQL + Redis", postgres),
+        "",
+        _audit_overhead(sqlite, no_audit),
         "",
         f"Token validation per request: full ES256 verification {token.get('full_verification_us', '?')} µs, "
         f"validated-token cache hit {token.get('cached_us', '?')} µs (`python -m bench.token_bench`).",
