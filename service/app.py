@@ -71,6 +71,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         docs_url="/docs" if settings.docs_are_enabled else None,
         openapi_url="/openapi.json" if settings.docs_are_enabled else None,
         redoc_url=None,
+        # Stable operation ids (the route names), so OpenAPI links and clients can rely on them.
+        generate_unique_id_function=lambda route: route.name,
     )
     state = app.state
     state.settings = settings

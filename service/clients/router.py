@@ -31,7 +31,22 @@ ClientId = Annotated[str, Path(min_length=1, max_length=64)]
     status_code=201,
     response_model=ClientCreated,
     name="clients.create",
-    responses=problems(409),
+    responses={
+        201: {
+            "description": "The client; its secret is shown here only",
+            "links": {
+                "GetClient": {
+                    "operationId": "clients.get",
+                    "parameters": {"client_id": "$response.body#/client_id"},
+                },
+                "UpdateClient": {
+                    "operationId": "clients.update",
+                    "parameters": {"client_id": "$response.body#/client_id"},
+                },
+            },
+        },
+        **problems(409),
+    },
 )
 def create_client(
     request: Request,

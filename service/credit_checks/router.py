@@ -71,6 +71,12 @@ def _issuer(request: Request, principal: Principal, gate: RateGate) -> Issuer:
         201: {
             "model": CreditCheck,
             "description": "The check, as stored",
+            "links": {
+                "GetCheck": {
+                    "operationId": "credit_checks.get",
+                    "parameters": {"check_id": "$response.body#/id"},
+                }
+            },
             "headers": {
                 "Location": {"description": "/v1/credit-checks/{id}", "schema": {"type": "string"}},
                 **RATE_HEADERS,

@@ -49,3 +49,28 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_operations_conform(case: schemathesis.Case, bearer: dict[str, str]) -> None:
     case.call_and_validate(headers=bearer, checks=CHECKS)
+
+
+def test_stateful_links(api_schema: schemathesis.BaseSchema, bearer: dict[str, str]) -> None:
+    """Create-then-fetch sequences through the OpenAPI links (clients, credit checks): what
+    a POST returns can be fetched, updated and conforms to the schema."""
+    base = api_schema.as_state_machine()
+
+    class Workflow(base):  # type: ignore[valid-type, misc]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, object]:
+            return {"headers": bearer}
+
+        def validate_response(
+            self, response: schemathesis.Response, case: schemathesis.Case, **kwargs: object
+        ) -> None:
+            kwargs.pop("additional_checks", None)
+            case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs)
+
+    Workflow.run(
+        settings=settings(
+            max_examples=15,
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
