@@ -1,0 +1,53 @@
+"""OWASP API2:2023 Broken Authentication: credentials fail the same way whatever is wrong,
+tokens are short-lived and only accepted from the Authorization header."""
+
+from __future__ import annotations
+
+import base64
+
+from fastapi.testclient import TestClient
+
+from tests.fixtures.factories import Factory
+
+GRANT = {"grant_type": "client_credentials"}
+
+
+def _basic(client_id: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()}
+
+
+def test_unknown_client_and_wrong_secret_are_indistinguishable(
+    client: TestClient, factory: Factory
+) -> None:
+    creds = factory.client()
+    wrong = client.post("/oauth/token", data=GRANT, headers=_basic(creds.client_id, "css_wrong"))
+    unknown = client.post(
+        "/oauth/token", data=GRANT, headers=_basic("cs_000000000000000000000000", "css_wrong")
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.json()["error"] == unknown.json()["error"] == "invalid_client"
+
+
+def test_secret_rotation_invalidates_the_old_secret(client: TestClient, factory: Factory) -> None:
+    creds = factory.client()
+    admin = factory.headers("admin:clients")
+    rotated = client.post(f"/v1/admin/clients/{creds.client_id}/secret", headers=admin)
+    assert rotated.status_code == 200
+    new_secret = rotated.json()["client_secret"]
+    assert client.post("/oauth/token", data=GRANT, headers=creds.basic()).status_code == 401
+    assert (
+        client.post(
+            "/oauth/token", data=GRANT, headers=_basic(creds.client_id, new_secret)
+        ).status_code
+        == 200
+    )
+
+
+def test_tokens_are_short_lived_and_header_only(client: TestClient, factory: Factory) -> None:
+    creds = factory.client("credit:check")
+    body = client.post("/oauth/token", data=GRANT, headers=creds.basic()).json()
+    assert body["expires_in"] <= 900
+    token = body["access_token"]
+    assert client.get(f"/v1/usage?access_token={token}").status_code == 401
+    assert client.post("/v1/usage", data={"access_token": token}).status_code in (401, 405)
+    assert client.get("/v1/usage", headers={"Authorization": f"Bearer {token}"}).status_code == 200
