@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from schemas.common import ShortText, StrictModel
 from schemas.enums import AuthMethod, ClientStatus, Purpose, Scope
@@ -66,9 +66,16 @@ class SecretRotated(BaseModel):
 
 
 class RatePlanIn(StrictModel):
-    requests_per_second: float = Field(gt=0, le=100_000, strict=True)
+    requests_per_second: float = Field(ge=0.001, le=100_000, strict=True)
     burst: int = Field(ge=1, le=1_000_000, strict=True)
     daily_quota: int = Field(ge=1, le=100_000_000, strict=True)
+
+    @model_validator(mode="after")
+    def _refill_period_is_bounded(self) -> RatePlanIn:
+        # A full burst must refill within 30 days: the limiter keeps its state that long at most.
+        if self.burst / self.requests_per_second > 30 * 86_400:
+            raise ValueError("burst / requests_per_second must not exceed 30 days")
+        return self
 
 
 class RatePlanOut(BaseModel):

@@ -33,7 +33,7 @@ class RatePlan:
         if not self.name:
             raise ValueError("a rate plan needs a name")
         rate = self.requests_per_second
-        if not (math.isfinite(rate) and 0 < rate <= MICROS):
+        if not (math.isfinite(rate) and 0 < rate <= MICROS) or not math.isfinite(MICROS / rate):
             raise ValueError(f"requests_per_second must be in (0, {MICROS}], got {rate!r}")
         if isinstance(self.burst, bool) or not isinstance(self.burst, int) or self.burst < 1:
             raise ValueError(f"burst must be an integer >= 1, got {self.burst!r}")

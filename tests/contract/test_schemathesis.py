@@ -4,6 +4,9 @@ documented, every response matches its schema, and invalid input is refused."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import orjson
 import pytest
 import schemathesis
@@ -11,6 +14,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 from schemathesis import checks
 
+from service.app import create_app
+from tests.conftest import make_settings
+from tests.fixtures.databases import drop_postgres, provision_database, using_postgres
 from tests.fixtures.factories import Factory
 
 ALL_SCOPES = "credit:check credit:detail credit:pii admin:clients admin:data audit:read"
@@ -25,13 +31,29 @@ CHECKS = [
 
 
 @pytest.fixture(scope="module")
-def api_schema(app_client: TestClient) -> schemathesis.BaseSchema:
-    return schemathesis.openapi.from_asgi("/openapi.json", app_client.app)
+def contract_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """An app on a database of its own: the fuzzer creates and changes rate plans, clients
+    and policies that other tests must not see."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    tmp = tmp_path_factory.mktemp("contract")
+    url = provision_database(worker, tmp, "contract")
+    app = create_app(make_settings(url, None, tmp))
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield client
+    finally:
+        if using_postgres():
+            drop_postgres(url)
 
 
 @pytest.fixture(scope="module")
-def bearer(app_client: TestClient) -> dict[str, str]:
-    factory = Factory(app_client)
+def api_schema(contract_client: TestClient) -> schemathesis.BaseSchema:
+    return schemathesis.openapi.from_asgi("/openapi.json", contract_client.app)
+
+
+@pytest.fixture(scope="module")
+def bearer(contract_client: TestClient) -> dict[str, str]:
+    factory = Factory(contract_client)
     return factory.headers(ALL_SCOPES, rate_plan="internal")
 
 

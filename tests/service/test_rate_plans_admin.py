@@ -1,0 +1,48 @@
+"""Rate plans are validated so that no stored plan can break the limiter (never a 500)."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.db.base import utcnow
+from service.models import RatePlanRow
+from tests.fixtures.factories import Factory
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"requests_per_second": 5e-324, "burst": 1, "daily_quota": 1},
+        {"requests_per_second": 0.001, "burst": 1_000_000, "daily_quota": 1},
+        {"requests_per_second": True, "burst": 1, "daily_quota": 1},
+        {"requests_per_second": 1, "burst": "5", "daily_quota": 1},
+    ],
+)
+def test_unusable_plans_are_refused(
+    client: TestClient, factory: Factory, body: dict[str, object]
+) -> None:
+    admin = factory.headers("admin:clients")
+    response = client.put("/v1/admin/rate-plans/unusable", json=body, headers=admin)
+    assert response.status_code == 422, response.text
+
+
+def test_a_broken_stored_plan_is_a_503_not_a_500(client: TestClient, factory: Factory) -> None:
+    with factory.sessionmaker() as session, session.begin():
+        session.merge(
+            RatePlanRow(
+                name="broken-plan",
+                requests_per_second=5e-324,
+                burst=1,
+                daily_quota=1,
+                updated_at=utcnow(),
+            )
+        )
+    headers = factory.headers("credit:check", rate_plan="broken-plan")
+    response = client.post(
+        "/v1/credit-checks",
+        json={"uscc": factory.merchant(), "purpose": "ONBOARDING"},
+        headers=headers,
+    )
+    assert response.status_code == 503
+    assert response.json()["type"].endswith("/problems/service-unavailable")
