@@ -31,11 +31,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, overload
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from audit.merkle import HASH_SIZE
+from audit.merkle import HASH_SIZE, LeafSequence
 from audit.verify import VerifyResult, verify_log
 
 if TYPE_CHECKING:
@@ -128,7 +128,7 @@ def write_bundle(
 # ---- reading and verifying ----------------------------------------------------------------
 
 
-class _BlobLeaves(Sequence[bytes]):
+class _BlobLeaves(LeafSequence):
     """Leaf hashes stored back to back (``leaves.bin``) as a sequence, without copying."""
 
     def __init__(self, blob: bytes) -> None:
@@ -138,19 +138,7 @@ class _BlobLeaves(Sequence[bytes]):
     def __len__(self) -> int:
         return self._n
 
-    @overload
-    def __getitem__(self, index: int) -> bytes: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
-
-    def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._n))]
-        if index < 0:
-            index += self._n
-        if not 0 <= index < self._n:
-            raise IndexError(index)
+    def _leaf(self, index: int) -> bytes:
         start = index * HASH_SIZE
         return bytes(self._blob[start : start + HASH_SIZE])
 

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
+from typing import overload
 
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
     "CompactRange",
+    "LeafSequence",
     "SubtreeRoot",
     "consistency_proof",
     "consistency_proof_from",
@@ -347,3 +349,33 @@ def verify_consistency(
         fn >>= 1
         sn >>= 1
     return fr == old_root and sr == new_root and sn == 0
+
+
+class LeafSequence(Sequence[bytes]):
+    """A read-only sequence of leaf hashes produced one index at a time.
+
+    Subclasses give ``__len__`` and ``_leaf(index)`` (index already checked and
+    non-negative); slicing, negative indices and bounds are handled here once.
+    """
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def _leaf(self, index: int) -> bytes:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
+
+    def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
+        size = len(self)
+        if isinstance(index, slice):
+            return [self._leaf(i) for i in range(*index.indices(size))]
+        if index < 0:
+            index += size
+        if not 0 <= index < size:
+            raise IndexError(index)
+        return self._leaf(index)

@@ -13,13 +13,13 @@ built from tampered leaves simply fails to verify against the signed root.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
-from typing import Final, overload
+from collections.abc import Iterator
+from typing import Final
 
 from sqlalchemy.orm import Session
 
 from audit import repository as repo
-from audit.merkle import EMPTY_ROOT, HASH_SIZE, node_hash, subtree_root
+from audit.merkle import EMPTY_ROOT, HASH_SIZE, LeafSequence, node_hash, subtree_root
 
 __all__ = ["TILE", "NodeCache", "StoredLeaves", "TreeReader"]
 
@@ -103,7 +103,7 @@ class TreeReader:
             width *= 2
 
 
-class StoredLeaves(Sequence[bytes]):
+class StoredLeaves(LeafSequence):
     """The stored leaf hashes of seq ``1..size`` as a lazy sequence, read in chunks.
 
     What ``audit.verify.verify_log`` takes as ``stored_leaf_hashes``: it reads
@@ -121,19 +121,7 @@ class StoredLeaves(Sequence[bytes]):
     def __len__(self) -> int:
         return self._size
 
-    @overload
-    def __getitem__(self, index: int) -> bytes: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[bytes]: ...
-
-    def __getitem__(self, index: int | slice) -> bytes | Sequence[bytes]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(self._size))]
-        if index < 0:
-            index += self._size
-        if not 0 <= index < self._size:
-            raise IndexError(index)
+    def _leaf(self, index: int) -> bytes:
         if not self._start <= index < self._start + len(self._items):
             self._start = index - index % self._chunk
             end = min(self._size, self._start + self._chunk)
