@@ -188,6 +188,16 @@ def get_client(session: Session, client_id: str) -> OAuthClient:
     return row
 
 
+def find_by_name(session: Session, name: str) -> OAuthClient | None:
+    """The oldest client registered under ``name`` (names are not unique; the demo uses one)."""
+    return session.scalars(
+        select(OAuthClient)
+        .where(OAuthClient.name == name)
+        .order_by(OAuthClient.created_at, OAuthClient.client_id)
+        .limit(1)
+    ).first()
+
+
 def list_clients(session: Session, *, limit: int, before: str | None) -> list[OAuthClient]:
     query = select(OAuthClient).order_by(
         OAuthClient.created_at.desc(), OAuthClient.client_id.desc()

@@ -16,7 +16,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from auth import registry
@@ -37,7 +36,6 @@ from service.imports.console import (
 )
 from service.imports.pipeline import ImportPipeline
 from service.merchants import repository
-from service.models import OAuthClient
 from service.problems import ProblemError
 
 demo_app = typer.Typer(no_args_is_help=True, help="Demo data")
@@ -172,12 +170,7 @@ class _DemoClient:
 
 def _ensure_demo_client(store: Store) -> _DemoClient:
     with store.sessions() as session, session.begin():
-        existing = session.scalars(
-            select(OAuthClient)
-            .where(OAuthClient.name == DEMO_CLIENT)
-            .order_by(OAuthClient.created_at, OAuthClient.client_id)
-            .limit(1)
-        ).first()
+        existing = registry.find_by_name(session, DEMO_CLIENT)
         if existing is None:
             data = ClientCreate(
                 name=DEMO_CLIENT, scopes=DEMO_SCOPES, purposes=list(Purpose), rate_plan="standard"

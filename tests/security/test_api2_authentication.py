@@ -49,5 +49,9 @@ def test_tokens_are_short_lived_and_header_only(client: TestClient, factory: Fac
     assert body["expires_in"] <= 900
     token = body["access_token"]
     assert client.get(f"/v1/usage?access_token={token}").status_code == 401
-    assert client.post("/v1/usage", data={"access_token": token}).status_code in (401, 405)
+    in_body = client.post(
+        "/v1/credit-checks",
+        json={"uscc": "91440300708461136T", "purpose": "ONBOARDING", "access_token": token},
+    )
+    assert in_body.status_code == 401
     assert client.get("/v1/usage", headers={"Authorization": f"Bearer {token}"}).status_code == 200
