@@ -12,6 +12,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from audit import repository
 from audit.context import RequestAudit, outcome_for_status
 from service.db.base import utcnow
 from service.ids import new_id
@@ -71,3 +72,14 @@ def record_standalone(
         event = build_event(ctx, status)
         session.add(event)
     ctx.recorded_event_id = event.id
+
+
+def record_rows_in_session(
+    session: Session, ctx: RequestAudit, status: int, *also: dict[str, object]
+) -> None:
+    """:func:`record_in_session` for the hot path: the same event, the same transaction
+    and bookkeeping, inserted with Core (the ORM flush was a tenth of a check's CPU).
+    ``also``: further event rows (e.g. a batch's per-item events), same statement."""
+    event = build_event(ctx, status)
+    repository.insert_events(session, [*also, repository.event_row(event)])
+    ctx.pending_event_id = event.id

@@ -407,3 +407,22 @@ def checkpoints(session: Session, *, up_to_size: int | None = None) -> Sequence[
     if up_to_size is not None:
         query = query.where(AuditCheckpoint.size <= up_to_size)
     return session.execute(query).all()
+
+
+_EVENT_COLUMNS = tuple(c.key for c in AuditEvent.__table__.columns if c.key != "pk")
+_INSERT_EVENTS = typing.cast(Table, AuditEvent.__table__).insert()
+
+
+def event_row(event: AuditEvent) -> dict[str, object]:
+    """The column values of an event built by ``audit.recorder.build_event``."""
+    return {key: getattr(event, key) for key in _EVENT_COLUMNS}
+
+
+def insert_events(session: Session, rows: Sequence[typing.Mapping[str, object]]) -> None:
+    """Insert audit events in one executemany on the session's connection.
+
+    As ORM objects they would cost a unit-of-work flush, and on SQLite one statement per
+    row (the ORM fetches each generated ``pk`` back); nobody needs those keys.
+    """
+    if rows:
+        session.connection().execute(_INSERT_EVENTS, list(rows))

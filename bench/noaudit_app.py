@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import service.credit_checks.batch as batch_module
-import service.credit_checks.issuing as issuing
 import service.credit_checks.service as check_service
 from service.app import create_app
 
@@ -16,8 +15,7 @@ def _skip_event(session: Any, ctx: Any, status: int, *also: Any) -> None:
     ctx.recorded_event_id = "bench-no-audit"  # the middleware then writes nothing either
 
 
-issuing.record_request_event = _skip_event  # type: ignore[assignment]
-check_service.record_request_event = _skip_event  # type: ignore[attr-defined]
-batch_module.record_request_event = _skip_event  # type: ignore[attr-defined]
+check_service.record_rows_in_session = _skip_event  # type: ignore[assignment]
+batch_module.record_rows_in_session = _skip_event  # type: ignore[assignment]
 
 app = create_app()

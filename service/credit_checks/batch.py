@@ -23,8 +23,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
+from audit import repository as audit_repository
 from audit.context import RequestAudit
-from audit.recorder import build_event
+from audit.recorder import build_event, record_rows_in_session
 from schemas.credit_checks import BatchCreate
 from service.credit_checks import repository
 from service.credit_checks.document import timestamp
@@ -35,7 +36,6 @@ from service.credit_checks.issuing import (
     Issuer,
     issue,
     parse_code,
-    record_request_event,
     require_purpose,
 )
 from service.ids import new_id
@@ -88,7 +88,7 @@ class _ItemEvents:
                 pending_event_id=None,
                 recorded_event_id=None,
             )
-            template = repository.event_row(build_event(item, status))
+            template = audit_repository.event_row(build_event(item, status))
             self._templates[status] = template
         return template
 
@@ -161,5 +161,5 @@ def create_batch(
         invalid=len(results) - cost,
         verdicts=dict(verdicts),
     )
-    record_request_event(session, ctx, 200, *events.rows)
+    record_rows_in_session(session, ctx, 200, *events.rows)
     return BatchOutcome(results=results, headers=headers)

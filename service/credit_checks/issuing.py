@@ -13,14 +13,10 @@ from datetime import date, datetime
 
 import orjson
 from joserfc.jwk import ECKey
-from sqlalchemy.orm import Session
 
-from audit.context import RequestAudit
-from audit.recorder import build_event
 from auth.principal import Principal
 from schemas.enums import Scope
 from schemas.uscc import USCCError, USCCReason, normalize_uscc, validate_uscc
-from service.credit_checks import repository
 from service.credit_checks.document import (
     merchant_view,
     records_view,
@@ -84,20 +80,6 @@ def invalid_uscc(reason: USCCReason) -> ProblemError:
 def require_purpose(principal: Principal, purpose: str) -> None:
     if purpose not in principal.purposes:
         raise ProblemError("purpose-not-allowed")
-
-
-def record_request_event(
-    session: Session, ctx: RequestAudit, status: int, *also: dict[str, object]
-) -> None:
-    """``audit.recorder.record_in_session``, inserted with Core instead of an ORM flush.
-
-    Same event (``build_event``), same transaction, same bookkeeping (``pending_event_id``,
-    which the session dependency turns into ``recorded_event_id`` on commit); the ORM
-    unit of work was a tenth of a check's CPU. ``also``: more events, same statement.
-    """
-    event = build_event(ctx, status)
-    repository.insert_events(session, [*also, repository.event_row(event)])
-    ctx.pending_event_id = event.id
 
 
 def issue(

@@ -15,7 +15,7 @@ from typing import NamedTuple, cast
 from sqlalchemy import Date, Table, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
-from service.models import AuditEvent, CreditCheck, CreditRecord, Merchant
+from service.models import CreditCheck, CreditRecord, Merchant
 from service.policy.engine import COUNTING_STATUSES
 
 
@@ -82,7 +82,6 @@ _SUBJECTS = select(*_MERCHANT_COLUMNS, *_RECORD_COLUMNS).select_from(
 _ONE_SUBJECT = _SUBJECTS.where(_merchants.c.uscc == bindparam("uscc"))
 _MANY_SUBJECTS = _SUBJECTS.where(_merchants.c.uscc.in_(bindparam("codes", expanding=True)))
 _INSERT_CHECKS = cast(Table, CreditCheck.__table__).insert()
-_INSERT_EVENTS = cast(Table, AuditEvent.__table__).insert()
 
 
 def _collect(rows: Sequence[Sequence[object]]) -> dict[str, Subject]:
@@ -117,25 +116,6 @@ def insert_checks(session: Session, rows: Sequence[Mapping[str, object]]) -> Non
     """Insert issued checks now, in one executemany (no RETURNING: the ids are ours)."""
     if rows:
         session.connection().execute(_INSERT_CHECKS, list(rows))
-
-
-_EVENT_COLUMNS = tuple(c.key for c in AuditEvent.__table__.columns if c.key != "pk")
-
-
-def event_row(event: AuditEvent) -> dict[str, object]:
-    """The column values of an event built by ``audit.recorder.build_event``."""
-    return {key: getattr(event, key) for key in _EVENT_COLUMNS}
-
-
-def insert_events(session: Session, rows: Sequence[Mapping[str, object]]) -> None:
-    """Insert audit events in one executemany.
-
-    Added to the session as ORM objects instead, they would cost a unit-of-work flush,
-    and on SQLite one statement per row (the ORM fetches each generated ``pk`` back);
-    nobody needs those keys here.
-    """
-    if rows:
-        session.connection().execute(_INSERT_EVENTS, list(rows))
 
 
 class StoredCheck(NamedTuple):

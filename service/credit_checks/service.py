@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from audit.context import RequestAudit
-from audit.recorder import record_in_session
+from audit.recorder import record_in_session, record_rows_in_session
 from schemas.credit_checks import CreditCheckCreate
 from schemas.enums import Scope
 from service.credit_checks import repository
@@ -32,7 +32,6 @@ from service.credit_checks.issuing import (
     invalid_uscc,
     issue,
     parse_code,
-    record_request_event,
     require_purpose,
 )
 from service.credit_checks.repository import Subject
@@ -93,7 +92,7 @@ def create_check(
     ctx.details["verdict"] = check.verdict
     if check.unmasked:
         ctx.details.update(personal_data="unmasked", consent_ref=data.consent_ref)
-    record_request_event(session, ctx, 201)
+    record_rows_in_session(session, ctx, 201)
     return Issued(check_id=check.id, body=check.body, headers=headers)
 
 
