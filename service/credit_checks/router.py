@@ -30,6 +30,8 @@ from service.credit_checks import batch, service
 from service.credit_checks.issuing import ACTION_BATCH, ACTION_CREATE, Issuer
 from service.credit_checks.render import batch_body, page_body
 from service.credit_checks.runner import CheckRunner, check_runner
+from service.credit_checks.single import created_headers, single_check_request
+from service.credit_checks.single_service import single_checks
 from service.db.session import SessionDep, get_session
 from service.openapi_docs import STANDARD, problems
 from service.policy.cache import policy_cache
@@ -86,7 +88,7 @@ def _issuer(request: Request, principal: Principal, gate: RateGate) -> Issuer:
     },
 )
 async def create_check(
-    request: Request, body: CreditCheckCreate, principal: CreditCheckAccess, gate: RateGateDep
+    request: Request, body: CreditCheckCreate, principal: CreditCheckAccess
 ) -> Response:
     """Check one merchant: a verdict, its reasons, the records with `credit:detail`, and a
     signed receipt. Counts one check against the quota once the code and purpose are valid
@@ -94,23 +96,11 @@ async def create_check(
     ctx = request.state.audit
     ctx.action = ACTION_CREATE
     ctx.purpose = body.purpose.value
-    runner = check_runner(request.app.state)
-    issued = await runner.run(_create_check, request, runner, principal, gate, body)
-    headers = {"Location": f"/v1/credit-checks/{issued.check_id}", **issued.headers}
-    return Response(issued.body, status_code=201, media_type=JSON, headers=headers)
-
-
-def _create_check(
-    request: Request,
-    runner: CheckRunner,
-    principal: Principal,
-    gate: RateGate,
-    body: CreditCheckCreate,
-) -> service.Issued:
-    """The blocking part, in the runner's thread: one transaction, committed on return."""
-    issuer = _issuer(request, principal, gate)
-    with runner.transaction_guard(), _transaction(request) as session:
-        return service.create_check(session, request.state.audit, issuer, body)
+    check = single_check_request(ctx, principal, body)
+    result = await single_checks(request.app.state).submit(check)
+    if result.problem is not None:
+        raise ProblemError(result.problem, extra=result.problem_extra, headers=result.headers)
+    return Response(result.body, status_code=201, media_type=JSON, headers=created_headers(result))
 
 
 @router.post(

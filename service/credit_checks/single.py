@@ -1,0 +1,193 @@
+"""Single checks, issued in groups: what one turn of the coalescer does.
+
+Every ``POST /v1/credit-checks`` that passed validation, authentication and the purpose
+check becomes a :class:`CheckRequest`; the coalescer (``coalescer.py``) hands the
+requests that arrived together to :func:`issue_group`, which answers each of them
+exactly as one request on its own would be answered, in one transaction:
+
+1. one query reads every merchant of the group and its counting records;
+2. per request, in arrival order: a code that failed only its check character is a
+   ``422 invalid-uscc`` unless the registry holds it as a legacy code (nothing charged);
+   then one check is charged to the client's plan (``429``/``503`` refuse it); an
+   unknown merchant is ``404 merchant-not-found`` (charged, as documented); otherwise the
+   check is decided, signed and serialised;
+3. one statement inserts the checks, one the audit events: every request leaves its
+   event in the same transaction as its check, so both commit or neither does.
+
+The caller commits and then marks each request's event as recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from audit import repository as audit_repository
+from audit.context import RequestAudit
+from audit.recorder import build_event
+from auth.principal import Principal
+from schemas.credit_checks import CreditCheckCreate
+from schemas.enums import Scope
+from service.credit_checks import repository
+from service.credit_checks.document import timestamp
+from service.credit_checks.issuing import (
+    TARGET_TYPE,
+    IssuedCheck,
+    Issuer,
+    invalid_uscc,
+    issue,
+    parse_code,
+)
+from service.policy.engine import policy_day
+from service.problems import ProblemError
+
+LEGACY_REASON = "checksum"
+
+
+@dataclass(slots=True)
+class CheckRequest:
+    """One validated single-check request, waiting to be issued."""
+
+    ctx: RequestAudit
+    principal: Principal
+    code: str
+    purpose: str
+    reference: str | None
+    consent_ref: str | None
+    legacy: bool = False
+    """The code fails only its check character: found if the registry holds it, else 422."""
+    purpose_allowed: bool = True
+    """False only with ``legacy``: which refusal wins (422 or 403) needs the lookup."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """The answer to one request: a check (201) or a problem."""
+
+    status: int
+    body: bytes | None = None
+    check_id: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    problem: str | None = None
+    problem_extra: dict[str, object] | None = None
+
+
+def single_check_request(
+    ctx: RequestAudit, principal: Principal, body: CreditCheckCreate
+) -> CheckRequest:
+    """The request to issue, or ``ProblemError``: a malformed code (422 with its reason),
+    then a purpose the client may not use (403). A code failing only its check character
+    goes on: whether it is a legacy code the registry holds needs the lookup."""
+    code, reason = parse_code(body.uscc)
+    if reason is not None and reason != LEGACY_REASON:
+        raise invalid_uscc(reason)
+    purpose = body.purpose.value
+    allowed = purpose in principal.purposes
+    if not allowed and reason is None:
+        raise ProblemError("purpose-not-allowed")
+    return CheckRequest(
+        ctx=ctx,
+        principal=principal,
+        code=code,
+        purpose=purpose,
+        reference=body.reference,
+        consent_ref=body.consent_ref,
+        legacy=reason is not None,
+        purpose_allowed=allowed,
+    )
+
+
+def created_headers(result: CheckResult) -> dict[str, str]:
+    """The headers of a 201: where the check lives, and the client's rate-limit state."""
+    return {"Location": f"/v1/credit-checks/{result.check_id}", **result.headers}
+
+
+IssuerFor = Callable[[Principal], Issuer]
+"""The issuer of one principal's checks (its plan to charge, the group's policy and key);
+raises ``ProblemError`` when checks cannot be issued at all (no signing key)."""
+
+
+def note_issued(ctx: RequestAudit, check: IssuedCheck, consent_ref: str | None) -> None:
+    """What a request's audit event says about the check it received."""
+    ctx.target_type, ctx.target_id = TARGET_TYPE, check.id
+    ctx.details["verdict"] = check.verdict
+    if check.unmasked:
+        ctx.details.update(personal_data="unmasked", consent_ref=consent_ref)
+
+
+def _refused(ctx: RequestAudit, problem: ProblemError) -> CheckResult:
+    ctx.details["problem"] = problem.slug
+    return CheckResult(
+        problem.status,
+        headers=problem.headers,
+        problem=problem.slug,
+        problem_extra=problem.extra or None,
+    )
+
+
+def _one(
+    request: CheckRequest,
+    issuer_for: IssuerFor,
+    subjects: dict[str, repository.Subject],
+    *,
+    now: datetime,
+    created_at: str,
+) -> tuple[CheckResult, IssuedCheck | None]:
+    ctx = request.ctx
+    try:
+        issuer = issuer_for(request.principal)
+    except ProblemError as refusal:
+        return _refused(ctx, refusal), None
+    subject = subjects.get(request.code)
+    if request.legacy and subject is None:
+        return _refused(ctx, ProblemError("invalid-uscc", extra={"reason": LEGACY_REASON})), None
+    if not request.purpose_allowed:
+        return _refused(ctx, ProblemError("purpose-not-allowed")), None
+    ctx.uscc = request.code
+    try:
+        headers = issuer.charge(1)
+    except ProblemError as refusal:
+        return _refused(ctx, refusal), None
+    if subject is None:
+        return _refused(ctx, ProblemError("merchant-not-found", headers=headers)), None
+    # Unmasked personal data needs both the scope and the owner's consent reference; a
+    # consent_ref without the scope is only stored.
+    may_unmask = request.principal.has(Scope.CREDIT_PII.value) and request.consent_ref is not None
+    check = issue(
+        issuer,
+        subject,
+        purpose=request.purpose,
+        reference=request.reference,
+        consent_ref=request.consent_ref,
+        may_unmask=may_unmask,
+        now=now,
+        today=policy_day(now),
+        created_at=created_at,
+    )
+    note_issued(ctx, check, request.consent_ref)
+    result = CheckResult(201, body=check.body, check_id=check.id, headers=headers)
+    return result, check
+
+
+def issue_group(
+    session: Session, requests: Sequence[CheckRequest], issuer_for: IssuerFor, now: datetime
+) -> tuple[list[CheckResult], list[str]]:
+    """Answer every request (see the module docstring); the results in order, and the ids
+    of the audit events written, one per request, to mark once the caller has committed."""
+    subjects = repository.load_subjects(session, {r.code for r in requests}, policy_day(now))
+    created_at = timestamp(now)
+    results: list[CheckResult] = []
+    rows: list[dict[str, object]] = []
+    events: list[dict[str, object]] = []
+    for request in requests:
+        result, check = _one(request, issuer_for, subjects, now=now, created_at=created_at)
+        results.append(result)
+        if check is not None:
+            rows.append(check.row)
+        events.append(audit_repository.event_row(build_event(request.ctx, result.status)))
+    repository.insert_checks(session, rows)
+    audit_repository.insert_events(session, events)
+    return results, [str(event["id"]) for event in events]

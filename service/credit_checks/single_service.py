@@ -1,0 +1,92 @@
+"""The app's single checks: validated requests in, answers out, issued in groups.
+
+One per app (``app.state.single_checks``): the coalescer's worker threads open one
+transaction per group (SQLite's writers serialised in-process with the check runner's
+guard, as for batches), commit it, and only then mark each request's audit event as
+recorded, so a request whose group failed leaves no success and gets a clean 503.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from auth.principal import Principal
+from service.credit_checks.coalescer import Coalescer
+from service.credit_checks.issuing import Issuer
+from service.credit_checks.runner import check_runner
+from service.credit_checks.single import CheckRequest, CheckResult, issue_group
+from service.policy.cache import policy_cache
+from service.problems import ProblemError
+from service.ratelimit.dependency import RateGate, client_key
+from service.state import state_singleton
+from service.usage.plans import rate_plans
+
+SQLITE_WORKERS = 1
+"""SQLite has one writer: a second thread would only wait for the first."""
+SERVER_DB_WORKERS = 4
+"""Enough to overlap the round trips of one group with the work on the next."""
+MAX_GROUP = 128
+
+
+class SingleChecks:
+    def __init__(self, state: Any) -> None:
+        self._state = state
+        sqlite = state.engine.dialect.name == "sqlite"
+        self._coalescer: Coalescer[CheckRequest, CheckResult] = Coalescer(
+            self._issue,
+            threads=SQLITE_WORKERS if sqlite else SERVER_DB_WORKERS,
+            max_group=MAX_GROUP,
+            name="credit-checks",
+        )
+
+    async def submit(self, request: CheckRequest) -> CheckResult:
+        return await self._coalescer.submit(request)
+
+    def stop(self) -> None:
+        self._coalescer.stop()
+
+    def _issue(self, requests: list[CheckRequest]) -> list[CheckResult]:
+        state = self._state
+        now = datetime.now(UTC)
+        signer = state.key_store.view().token_signer
+        policy = policy_cache(state).current()
+        plans = rate_plans(state).get
+
+        def issuer_for(principal: Principal) -> Issuer:
+            if signer is None:
+                raise ProblemError("service-unavailable")
+            gate = RateGate(
+                limiter=state.limiter,
+                plans=plans,
+                key=client_key(principal.client_id),
+                plan_name=principal.rate_plan,
+            )
+            return Issuer(
+                principal=principal,
+                policy=policy,
+                signer=signer,
+                issuer=state.settings.issuer,
+                keyring=state.keyring,
+                charge=gate.charge,
+            )
+
+        with check_runner(state).transaction_guard(), state.sessionmaker() as session:
+            results, event_ids = issue_group(session, requests, issuer_for, now)
+            session.commit()
+        for request, event_id in zip(requests, event_ids, strict=True):
+            request.ctx.recorded_event_id = event_id
+        return results
+
+
+def single_checks(state: Any) -> SingleChecks:
+    """The app's single-check service, created on first use (stopped at shutdown)."""
+
+    def build() -> SingleChecks:
+        service = SingleChecks(state)
+        stoppers = getattr(state, "background_stoppers", None)
+        if stoppers is not None:
+            stoppers.append(service.stop)
+        return service
+
+    return state_singleton(state, "single_checks", build)
