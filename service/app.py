@@ -15,6 +15,7 @@ from audit.embedded import install as install_audit
 from audit.recorder import record_standalone
 from auth.router import router as oauth_router
 from service import health
+from service.credit_checks.fast_path import FastCheckMiddleware
 from service.db.migrate import ensure_current
 from service.logging import configure_logging
 from service.middleware import RequestEnvelopeMiddleware
@@ -102,6 +103,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     def write_audit(ctx: RequestAudit, status: int) -> None:
         record_standalone(runtime.sessionmaker, ctx, status)
 
+    # Inside the envelope (added first = inner): the hot path answers plainly valid single
+    # checks itself and hands everything else to the route.
+    app.add_middleware(FastCheckMiddleware)
     app.add_middleware(
         RequestEnvelopeMiddleware,
         base_url=settings.public_url,
