@@ -409,13 +409,7 @@ def checkpoints(session: Session, *, up_to_size: int | None = None) -> Sequence[
     return session.execute(query).all()
 
 
-_EVENT_COLUMNS = tuple(c.key for c in AuditEvent.__table__.columns if c.key != "pk")
 _INSERT_EVENTS = typing.cast(Table, AuditEvent.__table__).insert()
-
-
-def event_row(event: AuditEvent) -> dict[str, object]:
-    """The column values of an event built by ``audit.recorder.build_event``."""
-    return {key: getattr(event, key) for key in _EVENT_COLUMNS}
 
 
 def insert_events(session: Session, rows: Sequence[typing.Mapping[str, object]]) -> None:

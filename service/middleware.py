@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from audit.context import RequestAudit
@@ -44,20 +43,23 @@ class BodyTooLarge(Exception):
     pass
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+_WANTED = (b"x-request-id", b"accept-language", b"content-length", b"x-forwarded-for")
+
+
+def _headers(scope: Scope) -> dict[bytes, str]:
+    """The request headers the envelope reads (the first of each), in one pass."""
+    found: dict[bytes, str] = {}
     for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+        if key in _WANTED and key not in found:
+            found[key] = value.decode("latin-1")
+    return found
 
 
-def _client_ip(scope: Scope, trusted_proxies: int) -> str | None:
-    if trusted_proxies:
-        forwarded = _header(scope, b"x-forwarded-for")
-        if forwarded:
-            hops = [h.strip() for h in forwarded.split(",") if h.strip()]
-            if len(hops) >= trusted_proxies:
-                return hops[-trusted_proxies][:64]
+def _client_ip(scope: Scope, forwarded: str | None, trusted_proxies: int) -> str | None:
+    if trusted_proxies and forwarded:
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        if len(hops) >= trusted_proxies:
+            return hops[-trusted_proxies][:64]
     client = scope.get("client")
     return str(client[0]) if client else None
 
@@ -85,19 +87,20 @@ class RequestEnvelopeMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        sent_id = _header(scope, b"x-request-id")
+        headers = _headers(scope)
+        sent_id = headers.get(b"x-request-id")
         request_id = sent_id if sent_id and _REQUEST_ID.match(sent_id) else new_id("req")
         path: str = scope["path"]
         ctx = RequestAudit(
             request_id=request_id,
-            ip=_client_ip(scope, self.trusted_proxies),
+            ip=_client_ip(scope, headers.get(b"x-forwarded-for"), self.trusted_proxies),
             method=scope["method"],
             path=path,
         )
         state = scope.setdefault("state", {})
         state["audit"] = ctx
         state["request_id"] = request_id
-        chinese = wants_chinese(_header(scope, b"accept-language"))
+        chinese = wants_chinese(headers.get(b"accept-language"))
         audited = path.startswith(AUDITED_PREFIXES)
         limit = self.large_body_paths.get(path, self.max_body_bytes)
         status_holder = {"status": 500, "started": False, "replaced": False}
@@ -154,7 +157,7 @@ class RequestEnvelopeMiddleware:
             await send(message)
 
         received = 0
-        declared = _header(scope, b"content-length")
+        declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await send_problem("payload-too-large")
             self._finish(scope, ctx, status_holder, started)
@@ -186,12 +189,12 @@ class RequestEnvelopeMiddleware:
 
     @staticmethod
     def _decorate(message: Message, request_id: str) -> Message:
-        headers = MutableHeaders(scope=message)
-        headers["x-request-id"] = request_id
-        for key, value in SECURITY_HEADERS:
-            name = key.decode()
-            if name not in headers:
-                headers[name] = value.decode()
+        """The request id and the security headers (unless the response set its own)."""
+        headers = [(k, v) for k, v in message.get("headers", ()) if k.lower() != b"x-request-id"]
+        present = {key.lower() for key, _ in headers}
+        headers.append((b"x-request-id", request_id.encode("latin-1")))
+        headers.extend((key, value) for key, value in SECURITY_HEADERS if key not in present)
+        message["headers"] = headers
         return message
 
     @staticmethod

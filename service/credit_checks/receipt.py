@@ -10,11 +10,15 @@ separators=(",", ":"), ensure_ascii=False)`` writes).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 import orjson
-from joserfc import jws
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc.jwk import ECKey
 
 RECEIPT_TYP = "credit-check+jwt"
@@ -30,7 +34,32 @@ def records_digest(records: Sequence[Mapping[str, object]]) -> str:
     return hashlib.sha256(canonical_json(records)).hexdigest()
 
 
+_ES256 = ec.ECDSA(hashes.SHA256())
+P256_BYTES = 32
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+@lru_cache(maxsize=16)
+def _protected_header(kid: str) -> bytes:
+    """The encoded protected header of a key's receipts (the same for every receipt)."""
+    return _b64url(orjson.dumps({"alg": RECEIPT_ALG, "kid": kid, "typ": RECEIPT_TYP}))
+
+
 def sign_receipt(key: ECKey, claims: Mapping[str, object]) -> str:
-    """``claims`` signed ES256 with ``key``; header ``{alg, kid, typ: credit-check+jwt}``."""
-    header = {"alg": RECEIPT_ALG, "kid": key.kid, "typ": RECEIPT_TYP}
-    return jws.serialize_compact(header, orjson.dumps(claims), key, algorithms=[RECEIPT_ALG])
+    """``claims`` signed ES256 with ``key``; header ``{alg, kid, typ: credit-check+jwt}``.
+
+    RFC 7515 compact serialisation, written here rather than through joserfc's generic
+    path (half the cost per receipt, which every check pays): the signing input is
+    ``header.payload``; the signature is R || S, each 32 bytes (RFC 7518 section 3.4),
+    not the DER that OpenSSL returns.
+    """
+    private_key = key.private_key
+    if not isinstance(private_key, ec.EllipticCurvePrivateKey) or key.kid is None:
+        raise ValueError("receipts are signed with a P-256 private key that has a kid")
+    signing_input = _protected_header(key.kid) + b"." + _b64url(orjson.dumps(claims))
+    r, s = decode_dss_signature(private_key.sign(signing_input, _ES256))
+    signature = r.to_bytes(P256_BYTES, "big") + s.to_bytes(P256_BYTES, "big")
+    return (signing_input + b"." + _b64url(signature)).decode("ascii")

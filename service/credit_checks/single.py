@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from audit import repository as audit_repository
 from audit.context import RequestAudit
-from audit.recorder import build_event
+from audit.recorder import event_values
 from auth.principal import Principal
 from schemas.credit_checks import CreditCheckCreate
 from schemas.enums import Scope
@@ -187,7 +187,7 @@ def issue_group(
         results.append(result)
         if check is not None:
             rows.append(check.row)
-        events.append(audit_repository.event_row(build_event(request.ctx, result.status)))
+        events.append(event_values(request.ctx, result.status))
     repository.insert_checks(session, rows)
     audit_repository.insert_events(session, events)
     return results, [str(event["id"]) for event in events]
