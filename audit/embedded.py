@@ -20,12 +20,20 @@ from audit import repository as repo
 from audit.queries import AuditTrail
 from audit.sealer import Sequencer, SequencerLoop, Watermark
 from service.db.base import utcnow
+from service.db.write_gate import write_gate
 from service.readiness import Readiness
 from service.runtime import Runtime
 
 __all__ = ["BacklogProbe", "EmbeddedSequencer", "install"]
 
 log = logging.getLogger("creditshare.audit")
+
+EMBEDDED_BATCH = 500
+"""Events per sealed batch in an API process. A batch holds the database's write lock
+(and the GIL) while it hashes and inserts; on SQLite every request that writes waits
+for it, so batches stay short (about 20 ms) instead of the worker's 5,000."""
+EMBEDDED_PAUSE = 0.005
+"""Seconds between two batches of one drain, for the writers that waited meanwhile."""
 
 
 class BacklogProbe:
@@ -65,7 +73,14 @@ class EmbeddedSequencer:
 
     def __init__(self, runtime: Runtime, trail: AuditTrail) -> None:
         settings = runtime.settings
-        self.sequencer = Sequencer(runtime.sessionmaker, runtime.key_store, trail.default_origin)
+        self.sequencer = Sequencer(
+            runtime.sessionmaker,
+            runtime.key_store,
+            trail.default_origin,
+            batch_size=EMBEDDED_BATCH,
+            pause=EMBEDDED_PAUSE,
+            write_guard=write_gate(runtime.engine).hold,
+        )
         self.loop = SequencerLoop(self.sequencer, settings.audit_seal_interval)
         self._thread: threading.Thread | None = None
 

@@ -34,6 +34,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Final
@@ -166,13 +167,20 @@ class Sequencer:
         use_lease: bool = True,
         watermark: Watermark | None = None,
         before_commit: Callable[[int, int], None] | None = None,
+        pause: float = 0.0,
+        write_guard: Callable[[], AbstractContextManager[object]] | None = None,
     ) -> None:
+        """``pause``: seconds to wait between two full batches of one drain, so that other
+        writers waiting for the database's lock get it in between (SQLite); ``write_guard``:
+        held around each batch's transaction (``service.db.write_gate`` on SQLite)."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.session_factory = session_factory
         self.key_store = key_store
         self.origin = origin
         self.batch_size = batch_size
+        self.pause = pause
+        self.write_guard = write_guard or nullcontext
         self.holder = holder or new_holder()
         self.lease_seconds = lease_seconds
         self.use_lease = use_lease
@@ -222,7 +230,7 @@ class Sequencer:
                 raise SealingError("no active audit signing key: run `creditshare db upgrade`")
         kid, private_key = signer
         after_pk = max(after_pk, self.watermark.value)
-        with self.session_factory() as session, session.begin():
+        with self.write_guard(), self.session_factory() as session, session.begin():
             now = utcnow()
             repo.lock_sequencer(session)
             if self.use_lease and not repo.fence_lease(
@@ -318,6 +326,8 @@ class Sequencer:
                 log.debug("sealed batch", extra={"events": result.sealed, "size": result.size})
             if result.sealed < self.batch_size:
                 break
+            if self.pause:
+                time.sleep(self.pause)
         if total:
             with self.session_factory() as session:
                 self.watermark.advance(session)

@@ -12,7 +12,6 @@ Measured with ``bench/check_bench.py`` (see ``bench/RESULTS.md``).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
@@ -21,6 +20,7 @@ from typing import Any, TypeVar
 import anyio
 from sqlalchemy import Engine
 
+from service.db.write_gate import write_gate
 from service.state import state_singleton
 
 T = TypeVar("T")
@@ -34,13 +34,11 @@ class CheckRunner:
         sqlite = engine.dialect.name == "sqlite"
         self._threads = SQLITE_THREADS if sqlite else SERVER_DB_THREADS
         self._limiter: anyio.CapacityLimiter | None = None
-        self._write_lock: AbstractContextManager[Any] = (
-            threading.Lock() if sqlite else nullcontext()
-        )
+        self._gate = write_gate(engine) if sqlite else None
 
     def transaction_guard(self) -> AbstractContextManager[Any]:
-        """Held around a check's transaction: SQLite's one writer at a time, in-process."""
-        return self._write_lock
+        """Held around a check's transaction: SQLite's one writer at a time."""
+        return nullcontext() if self._gate is None else self._gate.hold()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._limiter is None:  # created on the event loop that uses it
