@@ -31,6 +31,7 @@ from service.credit_checks.document import timestamp
 from service.credit_checks.issuing import (
     ACTION_CREATE,
     TARGET_TYPE,
+    Charge,
     IssuedCheck,
     Issuer,
     issue,
@@ -104,9 +105,10 @@ class _ItemEvents:
 
 
 def create_batch(
-    session: Session, ctx: RequestAudit, issuer: Issuer, data: BatchCreate
+    session: Session, ctx: RequestAudit, issuer: Issuer, charge: Charge, data: BatchCreate
 ) -> BatchOutcome:
-    """Check every item in one transaction; results in input order."""
+    """Check every item in one transaction; results in input order. ``charge``: the
+    client's rate plan (``RateGate.charge``)."""
     now = datetime.now(UTC)
     today = policy_day(now)
     purpose = data.purpose.value
@@ -118,7 +120,7 @@ def create_batch(
         reason is None or (reason == "checksum" and code in subjects) for code, reason in parsed
     ]
     cost = sum(valid)
-    headers = issuer.charge(cost) if cost else {}
+    headers = charge(cost) if cost else {}
 
     created_at = timestamp(now)
     results: list[ItemResult] = []

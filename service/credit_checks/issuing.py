@@ -51,7 +51,6 @@ class Issuer:
     signer: ECKey
     issuer: str
     keyring: KeyRing
-    charge: Charge
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,7 @@ RATE_HEADERS = {
 }
 
 
-def _issuer(request: Request, principal: Principal, gate: RateGate) -> Issuer:
+def _issuer(request: Request, principal: Principal) -> Issuer:
     state = request.app.state
     signer = state.key_store.view().token_signer
     if signer is None:
@@ -60,7 +60,6 @@ def _issuer(request: Request, principal: Principal, gate: RateGate) -> Issuer:
         signer=signer,
         issuer=state.settings.issuer,
         keyring=state.keyring,
-        charge=gate.charge,
     )
 
 
@@ -135,9 +134,9 @@ def _create_batch(
     body: BatchCreate,
 ) -> tuple[bytes, dict[str, str]]:
     ctx = request.state.audit
-    issuer = _issuer(request, principal, gate)
+    issuer = _issuer(request, principal)
     with runner.transaction_guard(), _transaction(request) as session:
-        outcome = batch.create_batch(session, ctx, issuer, body)
+        outcome = batch.create_batch(session, ctx, issuer, gate.charge, body)
     base_url = request.app.state.settings.public_url
     chinese = wants_chinese(request.headers.get("accept-language"))
 

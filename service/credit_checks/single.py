@@ -43,6 +43,7 @@ from service.credit_checks.issuing import (
 )
 from service.policy.engine import policy_day
 from service.problems import ProblemError
+from service.ratelimit.dependency import ChargeOutcome
 
 LEGACY_REASON = "checksum"
 
@@ -106,8 +107,11 @@ def created_headers(result: CheckResult) -> dict[str, str]:
 
 
 IssuerFor = Callable[[Principal], Issuer]
-"""The issuer of one principal's checks (its plan to charge, the group's policy and key);
-raises ``ProblemError`` when checks cannot be issued at all (no signing key)."""
+"""The issuer of one principal's checks (the group's policy and key); raises
+``ProblemError`` when checks cannot be issued at all (no signing key)."""
+
+ChargeEach = Callable[[Sequence[Principal]], list[ChargeOutcome]]
+"""One check charged to each principal's plan, in one call to the limiter."""
 
 
 def note_issued(ctx: RequestAudit, check: IssuedCheck, consent_ref: str | None) -> None:
@@ -128,31 +132,30 @@ def _refused(ctx: RequestAudit, problem: ProblemError) -> CheckResult:
     )
 
 
-def _one(
-    request: CheckRequest,
-    issuer_for: IssuerFor,
-    subjects: dict[str, repository.Subject],
-    *,
-    now: datetime,
-    created_at: str,
-) -> tuple[CheckResult, IssuedCheck | None]:
-    ctx = request.ctx
+def _before_charge(
+    request: CheckRequest, issuer_for: IssuerFor, subjects: dict[str, repository.Subject]
+) -> Issuer | ProblemError:
+    """The refusals that cost nothing, in the route's order; else the request's issuer."""
     try:
         issuer = issuer_for(request.principal)
     except ProblemError as refusal:
-        return _refused(ctx, refusal), None
-    subject = subjects.get(request.code)
-    if request.legacy and subject is None:
-        return _refused(ctx, ProblemError("invalid-uscc", extra={"reason": LEGACY_REASON})), None
+        return refusal
+    if request.legacy and request.code not in subjects:
+        return ProblemError("invalid-uscc", extra={"reason": LEGACY_REASON})
     if not request.purpose_allowed:
-        return _refused(ctx, ProblemError("purpose-not-allowed")), None
-    ctx.uscc = request.code
-    try:
-        headers = issuer.charge(1)
-    except ProblemError as refusal:
-        return _refused(ctx, refusal), None
-    if subject is None:
-        return _refused(ctx, ProblemError("merchant-not-found", headers=headers)), None
+        return ProblemError("purpose-not-allowed")
+    return issuer
+
+
+def _issue_one(
+    request: CheckRequest,
+    issuer: Issuer,
+    subject: repository.Subject,
+    headers: dict[str, str],
+    *,
+    now: datetime,
+    created_at: str,
+) -> tuple[CheckResult, IssuedCheck]:
     # Unmasked personal data needs both the scope and the owner's consent reference; a
     # consent_ref without the scope is only stored.
     may_unmask = request.principal.has(Scope.CREDIT_PII.value) and request.consent_ref is not None
@@ -167,27 +170,46 @@ def _one(
         today=policy_day(now),
         created_at=created_at,
     )
-    note_issued(ctx, check, request.consent_ref)
-    result = CheckResult(201, body=check.body, check_id=check.id, headers=headers)
-    return result, check
+    note_issued(request.ctx, check, request.consent_ref)
+    return CheckResult(201, body=check.body, check_id=check.id, headers=headers), check
 
 
 def issue_group(
-    session: Session, requests: Sequence[CheckRequest], issuer_for: IssuerFor, now: datetime
+    session: Session,
+    requests: Sequence[CheckRequest],
+    issuer_for: IssuerFor,
+    charge_each: ChargeEach,
+    now: datetime,
 ) -> tuple[list[CheckResult], list[str]]:
     """Answer every request (see the module docstring); the results in order, and the ids
     of the audit events written, one per request, to mark once the caller has committed."""
     subjects = repository.load_subjects(session, {r.code for r in requests}, policy_day(now))
+    prepared = [_before_charge(r, issuer_for, subjects) for r in requests]
+    to_charge = [r for r, p in zip(requests, prepared, strict=True) if isinstance(p, Issuer)]
+    charges = iter(charge_each([r.principal for r in to_charge]))
     created_at = timestamp(now)
     results: list[CheckResult] = []
     rows: list[dict[str, object]] = []
     events: list[dict[str, object]] = []
-    for request in requests:
-        result, check = _one(request, issuer_for, subjects, now=now, created_at=created_at)
+    for request, issuer in zip(requests, prepared, strict=True):
+        ctx = request.ctx
+        if isinstance(issuer, ProblemError):
+            result = _refused(ctx, issuer)
+        else:
+            ctx.uscc = request.code
+            charge = next(charges)
+            subject = subjects.get(request.code)
+            if isinstance(charge, ProblemError):
+                result = _refused(ctx, charge)
+            elif subject is None:
+                result = _refused(ctx, ProblemError("merchant-not-found", headers=charge))
+            else:
+                result, check = _issue_one(
+                    request, issuer, subject, charge, now=now, created_at=created_at
+                )
+                rows.append(check.row)
         results.append(result)
-        if check is not None:
-            rows.append(check.row)
-        events.append(event_values(request.ctx, result.status))
+        events.append(event_values(ctx, result.status))
     repository.insert_checks(session, rows)
     audit_repository.insert_events(session, events)
     return results, [str(event["id"]) for event in events]

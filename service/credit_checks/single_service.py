@@ -8,6 +8,7 @@ recorded, so a request whose group failed leaves no success and gets a clean 503
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from service.credit_checks.runner import check_runner
 from service.credit_checks.single import CheckRequest, CheckResult, issue_group
 from service.policy.cache import policy_cache
 from service.problems import ProblemError
-from service.ratelimit.dependency import RateGate, client_key
+from service.ratelimit.dependency import ChargeOutcome, charge_each
 from service.state import state_singleton
 from service.usage.plans import rate_plans
 
@@ -56,23 +57,20 @@ class SingleChecks:
         def issuer_for(principal: Principal) -> Issuer:
             if signer is None:
                 raise ProblemError("service-unavailable")
-            gate = RateGate(
-                limiter=state.limiter,
-                plans=plans,
-                key=client_key(principal.client_id),
-                plan_name=principal.rate_plan,
-            )
             return Issuer(
                 principal=principal,
                 policy=policy,
                 signer=signer,
                 issuer=state.settings.issuer,
                 keyring=state.keyring,
-                charge=gate.charge,
             )
 
+        def charge(principals: Sequence[Principal]) -> list[ChargeOutcome]:
+            clients = [(p.client_id, p.rate_plan) for p in principals]
+            return charge_each(state.limiter, plans, clients)
+
         with check_runner(state).transaction_guard(), state.sessionmaker() as session:
-            results, event_ids = issue_group(session, requests, issuer_for, now)
+            results, event_ids = issue_group(session, requests, issuer_for, charge, now)
             session.commit()
         for request, event_id in zip(requests, event_ids, strict=True):
             request.ctx.recorded_event_id = event_id

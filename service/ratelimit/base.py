@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Protocol, TypeAlias
 
 from service.ratelimit.decision import Decision
 from service.ratelimit.plans import MICROS, RatePlan
@@ -29,6 +30,10 @@ class CostExceedsPlan(ValueError):
     """
 
 
+Charge: TypeAlias = tuple[str, RatePlan, int]
+"""``(key, plan, cost)``: one charge of :meth:`Limiter.acquire_many`."""
+
+
 class Limiter(Protocol):
     """A rate limiter: a GCRA burst bucket plus a daily quota per key.
 
@@ -42,6 +47,11 @@ class Limiter(Protocol):
         Raises :class:`CostExceedsPlan` if ``cost > plan.burst``, :class:`ValueError` if
         ``cost < 1``, :class:`LimiterUnavailable` if the shared state is unreachable.
         """
+        ...
+
+    def acquire_many(self, charges: Sequence[Charge]) -> list[Decision]:
+        """:meth:`acquire` for each charge, in order, in as few round trips as the backend
+        allows; a decision per charge (each all-or-nothing on its own)."""
         ...
 
     def peek(self, key: str, plan: RatePlan) -> Decision:

@@ -19,7 +19,7 @@ exactly the ``burst * T`` of the real bucket, while the quota counts ``n``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Annotated
 
@@ -27,7 +27,7 @@ from fastapi import Depends, Request
 
 from auth.dependencies import CreditCheckAccess
 from service.problems import ProblemError
-from service.ratelimit.base import CostExceedsPlan, Limiter, LimiterUnavailable
+from service.ratelimit.base import Charge, CostExceedsPlan, Limiter, LimiterUnavailable
 from service.ratelimit.decision import Decision
 from service.ratelimit.headers import ratelimit_headers
 from service.ratelimit.plans import MICROS, RatePlan
@@ -59,6 +59,53 @@ def _in_plan_units(decision: Decision, plan: RatePlan, charged: RatePlan) -> Dec
     return replace(decision, limit_remaining=min(plan.burst, remaining))
 
 
+def _unavailable() -> ProblemError:
+    return ProblemError("service-unavailable", headers={"Retry-After": UNAVAILABLE_RETRY_AFTER})
+
+
+def _admitted(plan: RatePlan, charged: RatePlan, decision: Decision) -> dict[str, str]:
+    """The response headers of an admitted charge; ``ProblemError`` (429) if refused."""
+    headers = ratelimit_headers(plan, _in_plan_units(decision, plan, charged))
+    if not decision.allowed:
+        slug = "quota-exceeded" if decision.reason == "quota" else "rate-limited"
+        raise ProblemError(slug, headers=headers)
+    return headers
+
+
+ChargeOutcome = dict[str, str] | ProblemError
+"""The headers of an admitted charge, or the problem that refused it."""
+
+
+def charge_each(
+    limiter: Limiter, plans: Callable[[str], RatePlan], clients: Sequence[tuple[str, str]]
+) -> list[ChargeOutcome]:
+    """One check charged to each ``(client_id, plan name)``, in order, with one call to the
+    limiter (one Redis round trip): what :meth:`RateGate.charge` answers for each."""
+    outcomes: list[ChargeOutcome] = [{} for _ in clients]
+    charged: list[tuple[int, RatePlan]] = []
+    charges: list[Charge] = []
+    for index, (client_id, plan_name) in enumerate(clients):
+        try:
+            plan = plans(plan_name)
+        except ProblemError as problem:  # a stored plan that cannot be used (503)
+            outcomes[index] = problem
+            continue
+        charged.append((index, plan))
+        charges.append((client_key(client_id), plan, 1))
+    try:
+        decisions = limiter.acquire_many(charges)
+    except LimiterUnavailable:
+        for index, _ in charged:
+            outcomes[index] = _unavailable()
+        return outcomes
+    for (index, plan), decision in zip(charged, decisions, strict=True):
+        try:
+            outcomes[index] = _admitted(plan, plan, decision)
+        except ProblemError as refusal:
+            outcomes[index] = refusal
+    return outcomes
+
+
 @dataclass(frozen=True, slots=True)
 class RateGate:
     """One client's access to its rate plan for the current request."""
@@ -83,14 +130,8 @@ class RateGate:
             decision = self.limiter.acquire(self.key, charged, cost)
         except (LimiterUnavailable, CostExceedsPlan):
             # CostExceedsPlan cannot happen with charged_plan; never admit on a doubt.
-            raise ProblemError(
-                "service-unavailable", headers={"Retry-After": UNAVAILABLE_RETRY_AFTER}
-            ) from None
-        headers = ratelimit_headers(plan, _in_plan_units(decision, plan, charged))
-        if not decision.allowed:
-            slug = "quota-exceeded" if decision.reason == "quota" else "rate-limited"
-            raise ProblemError(slug, headers=headers)
-        return headers
+            raise _unavailable() from None
+        return _admitted(plan, charged, decision)
 
     def peek(self) -> tuple[RatePlan, Decision]:
         """The plan and the current state, charging nothing."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from service.ratelimit.base import Limiter, LimiterUnavailable, check_cost
+from service.ratelimit.base import Charge, Limiter, LimiterUnavailable, check_cost
 from service.ratelimit.decision import Decision
 from service.ratelimit.memory import InProcessLimiter
 from service.ratelimit.plans import RatePlan
@@ -102,6 +102,21 @@ class FallbackLimiter:
                 retry_after=max(current.reset_after, self._cooldown),
             )
         return self._local.acquire(key, local, cost)
+
+    def acquire_many(self, charges: Sequence[Charge]) -> list[Decision]:
+        """All charges from the shared limiter in one round trip, or each from the local
+        share while it is down (as :meth:`acquire` would)."""
+        for _, plan, cost in charges:
+            check_cost(plan, cost)
+        if self._should_try_primary():
+            try:
+                decisions = self._primary.acquire_many(charges)
+            except LimiterUnavailable:
+                self._mark_down()
+            else:
+                self._mark_up()
+                return decisions
+        return [self.acquire(key, plan, cost) for key, plan, cost in charges]
 
     def peek(self, key: str, plan: RatePlan) -> Decision:
         if self._should_try_primary():

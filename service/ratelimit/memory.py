@@ -20,12 +20,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from service.ratelimit.base import (
     DAY_SECONDS,
     SHANGHAI_UTC_OFFSET_SECONDS,
+    Charge,
     check_cost,
     shanghai_day,
 )
@@ -164,6 +165,9 @@ class InProcessLimiter:
                 else:
                     states.move_to_end(key)
         return decision
+
+    def acquire_many(self, charges: Sequence[Charge]) -> list[Decision]:
+        return [self.acquire(key, plan, cost) for key, plan, cost in charges]
 
     def peek(self, key: str, plan: RatePlan) -> Decision:
         with self._lock:

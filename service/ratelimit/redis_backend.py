@@ -14,6 +14,7 @@ Needs Redis >= 5 (effects replication by default, so calling TIME before a write
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -24,6 +25,7 @@ from redis.retry import Retry
 from service.ratelimit.base import (
     DAY_SECONDS,
     SHANGHAI_UTC_OFFSET_SECONDS,
+    Charge,
     LimiterUnavailable,
     check_cost,
 )
@@ -158,16 +160,32 @@ class RedisLimiter:
         if self._close_client:
             self._redis.close()
 
+    def acquire_many(self, charges: Sequence[Charge]) -> list[Decision]:
+        """Every charge in one pipelined round trip (each still atomic on its own)."""
+        for _, plan, cost in charges:
+            check_cost(plan, cost)
+        if not charges:
+            return []
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for key, plan, cost in charges:
+                pipe.evalsha(self._sha, 1, self.redis_key(key), *_script_args(plan, cost, False))
+            replies = pipe.execute(raise_on_error=False)
+        except RedisError as exc:
+            raise LimiterUnavailable(f"redis: {exc}") from exc
+        decisions: list[Decision] = []
+        for (key, plan, cost), reply in zip(charges, replies, strict=True):
+            if isinstance(reply, NoScriptError):
+                # Nothing was charged for it: load the script and charge it on its own.
+                decisions.append(self._run(key, plan, cost, peek=False))
+            elif isinstance(reply, Exception):
+                raise LimiterUnavailable(f"redis: {reply}")
+            else:
+                decisions.append(_decision(plan, reply))
+        return decisions
+
     def _run(self, key: str, plan: RatePlan, cost: int, *, peek: bool) -> Decision:
-        args = (
-            plan.emission_interval_us,
-            plan.burst,
-            plan.daily_quota,
-            cost,
-            1 if peek else 0,
-            SHANGHAI_UTC_OFFSET_SECONDS,
-            DAY_SECONDS,
-        )
+        args = _script_args(plan, cost, peek)
         redis_key = self.redis_key(key)
         try:
             try:
@@ -181,16 +199,32 @@ class RedisLimiter:
                 reply = self._redis.evalsha(self._sha, 1, redis_key, *args)
         except RedisError as exc:
             raise LimiterUnavailable(f"redis: {exc}") from exc
-        allowed, reason, remaining, reset_us, retry_us, quota_left, quota_reset = (
-            int(v) for v in reply
-        )
-        return decision_from_micros(
-            allowed=allowed == 1,
-            reason=REASON_CODES[reason],
-            limit_remaining=remaining,
-            reset_after_us=reset_us,
-            retry_after_us=retry_us,
-            quota_limit=plan.daily_quota,
-            quota_remaining=quota_left,
-            quota_reset_after=quota_reset,
-        )
+        return _decision(plan, reply)
+
+
+def _script_args(plan: RatePlan, cost: int, peek: bool) -> tuple[int, ...]:
+    return (
+        plan.emission_interval_us,
+        plan.burst,
+        plan.daily_quota,
+        cost,
+        1 if peek else 0,
+        SHANGHAI_UTC_OFFSET_SECONDS,
+        DAY_SECONDS,
+    )
+
+
+def _decision(plan: RatePlan, reply: Any) -> Decision:
+    allowed, reason, remaining, reset_us, retry_us, quota_left, quota_reset = (
+        int(v) for v in reply
+    )
+    return decision_from_micros(
+        allowed=allowed == 1,
+        reason=REASON_CODES[reason],
+        limit_remaining=remaining,
+        reset_after_us=reset_us,
+        retry_after_us=retry_us,
+        quota_limit=plan.daily_quota,
+        quota_remaining=quota_left,
+        quota_reset_after=quota_reset,
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -9,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from service.problems import ProblemError
 from service.ratelimit import InProcessLimiter, LimiterUnavailable, RatePlan
+from service.ratelimit.base import Charge
 from service.ratelimit.decision import Decision
 from service.ratelimit.dependency import RateGate, charged_plan
 from tests.fixtures.factories import Factory, random_uscc
@@ -98,6 +100,9 @@ def test_charged_plan_keeps_the_bucket_and_the_quota() -> None:
 @dataclass
 class DownLimiter:
     def acquire(self, key: str, plan: RatePlan, cost: int = 1) -> Decision:
+        raise LimiterUnavailable("down")
+
+    def acquire_many(self, charges: Sequence[Charge]) -> list[Decision]:
         raise LimiterUnavailable("down")
 
     def peek(self, key: str, plan: RatePlan) -> Decision:

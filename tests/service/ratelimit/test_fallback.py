@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -22,6 +22,7 @@ from service.ratelimit import (
     RatePlan,
     RedisLimiter,
 )
+from service.ratelimit.base import Charge
 
 REDIS_URL = os.environ.get("CREDITSHARE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 NO_RETRY = Retry(NoBackoff(), 0)  # an unreachable Redis is skipped at once
@@ -53,6 +54,12 @@ class FlakyPrimary:
         if self.down:
             raise LimiterUnavailable("down")
         return self.inner.acquire(key, plan, cost)
+
+    def acquire_many(self, charges: Sequence[Charge]) -> list[Decision]:
+        self.calls += 1
+        if self.down:
+            raise LimiterUnavailable("down")
+        return self.inner.acquire_many(charges)
 
     def peek(self, key: str, plan: RatePlan) -> Decision:
         self.calls += 1
@@ -189,3 +196,28 @@ def test_healthy_redis_is_used_and_nothing_counted() -> None:
     finally:
         limiter.reset(key)
         limiter.close()
+
+
+def test_acquire_many_falls_back_to_the_local_share_and_back() -> None:
+    primary = FlakyPrimary()
+    clock = FakeClock(START)
+    ticks = FakeClock(0.0)
+    plan = RatePlan("p", requests_per_second=10, burst=4, daily_quota=100)
+    limiter = FallbackLimiter(
+        primary,
+        InProcessLimiter(clock=clock),
+        nodes=2,
+        quota_fail_closed=False,
+        cooldown=1.0,
+        monotonic=ticks,
+    )
+    # Down: this node admits its share of the burst (4 / 2 nodes), charge by charge.
+    local = limiter.acquire_many([("k", plan, 1)] * 3)
+    assert [d.allowed for d in local] == [True, True, False]
+    assert limiter.degraded
+    primary.down = False
+    ticks.advance(2.0)  # past the cool-down: the shared limiter is tried again
+    shared = limiter.acquire_many([("k", plan, 1)] * 2)
+    assert [d.allowed for d in shared] == [True, True]
+    assert not limiter.degraded
+    assert primary.inner.peek("k", plan).quota_remaining == 98

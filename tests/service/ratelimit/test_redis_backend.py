@@ -145,3 +145,39 @@ def test_script_errors_surface_as_limiter_unavailable(client: redis.Redis, key: 
     client.set(limiter.redis_key(key), "not a hash")  # WRONGTYPE inside the script
     with pytest.raises(LimiterUnavailable, match="redis"):
         limiter.acquire(key, PLAN)
+
+
+# ---- acquire_many: one pipelined round trip for a group of checks --------------------------
+
+
+def test_acquire_many_charges_in_order_like_acquire(client: redis.Redis, key: str) -> None:
+    limiter = RedisLimiter(client)
+    other = f"{key}-other"
+    try:
+        decisions = limiter.acquire_many([(key, PLAN, 1)] * 4 + [(other, PLAN, 1)])
+        assert [d.allowed for d in decisions] == [True, True, True, False, True]
+        assert [d.limit_remaining for d in decisions[:3]] == [2, 1, 0]
+        assert decisions[3].reason == "rate"
+        assert decisions[4].quota_remaining == PLAN.daily_quota - 1
+        # The refused charge consumed nothing: three of the five units are used.
+        assert limiter.peek(key, PLAN).quota_remaining == PLAN.daily_quota - 3
+    finally:
+        client.delete(limiter.redis_key(other))
+
+
+def test_acquire_many_after_script_flush_charges_each_once(client: redis.Redis, key: str) -> None:
+    limiter = RedisLimiter(client)
+    client.script_flush()
+    decisions = limiter.acquire_many([(key, PLAN, 1)] * 2)
+    assert [d.allowed for d in decisions] == [True, True]
+    assert limiter.peek(key, PLAN).quota_remaining == PLAN.daily_quota - 2
+
+
+def test_acquire_many_of_nothing_needs_no_redis() -> None:
+    limiter = RedisLimiter.from_url("redis://127.0.0.1:1/0")
+    try:
+        assert limiter.acquire_many([]) == []
+        with pytest.raises(LimiterUnavailable):
+            limiter.acquire_many([("k", PLAN, 1)])
+    finally:
+        limiter.close()
