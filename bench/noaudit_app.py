@@ -4,10 +4,11 @@ Never deploy this module."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import service.credit_checks.batch as batch_module
-import service.credit_checks.service as check_service
+import service.credit_checks.single as single_module
 from service.app import create_app
 
 
@@ -15,7 +16,12 @@ def _skip_event(session: Any, ctx: Any, status: int, *also: Any) -> None:
     ctx.recorded_event_id = "bench-no-audit"  # the middleware then writes nothing either
 
 
-check_service.record_rows_in_session = _skip_event  # type: ignore[assignment]
+def _skip_events(session: Any, rows: Any) -> None:
+    """Single checks: their events are not inserted (each request is still marked as
+    recorded after the commit, so the middleware writes nothing either)."""
+
+
 batch_module.record_rows_in_session = _skip_event  # type: ignore[assignment]
+single_module.audit_repository = SimpleNamespace(insert_events=_skip_events)  # type: ignore[assignment]
 
 app = create_app()

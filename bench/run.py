@@ -3,11 +3,12 @@
 Each benchmark keeps its own detailed section in RESULTS.md (written when it was studied);
 this runner re-measures the headline figures on the current code and machine, with the
 bare-framework baseline measured in the same run, and rewrites the "Latest make bench"
-section. Sizes are modest by default so the run takes minutes; set BENCH_MERCHANTS
-(e.g. 1000000) for the registry-size comparison.
+section. Sizes are modest by default so the run takes minutes; BENCH_MERCHANTS takes a
+comma-separated list of registry sizes for the registry-size comparison (seeding a
+million merchants takes minutes per database).
 
-    make bench                      # or: .venv/bin/python -m bench.run
-    BENCH_MERCHANTS=1000000 make bench
+    make bench                              # or: .venv/bin/python -m bench.run
+    BENCH_MERCHANTS=10000,1000000 make bench
 """
 
 from __future__ import annotations
@@ -81,51 +82,61 @@ def _audit_overhead(with_trail: dict[str, object], without: dict[str, object]) -
 
 
 def main() -> None:
-    merchants = os.environ.get("BENCH_MERCHANTS", "10000")
+    sizes = [s.strip() for s in os.environ.get("BENCH_MERCHANTS", "10000").split(",") if s.strip()]
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load = os.getloadavg()[0]
     token = _last_json(_python("bench.token_bench").replace("'", '"'))
-    sqlite = _last_json(_python("bench.check_bench", "--db", "sqlite", "--merchants", merchants))
-    no_audit = _last_json(
-        _python(
-            "bench.check_bench",
-            "--db",
-            "sqlite",
-            "--merchants",
-            merchants,
-            "--only-check",
-            "--target",
-            "bench.noaudit_app:app",
+    rows: list[str] = []
+    no_audit_line = ""
+    for merchants in sizes:
+        sqlite = _last_json(
+            _python("bench.check_bench", "--db", "sqlite", "--merchants", merchants)
         )
-    )
-    postgres = _last_json(
-        _python(
-            "bench.check_bench",
-            "--db",
-            "postgres",
-            "--merchants",
-            merchants,
-            "--pg",
-            PG,
-            "--redis",
-            REDIS,
+        if not no_audit_line:
+            no_audit = _last_json(
+                _python(
+                    "bench.check_bench",
+                    "--db",
+                    "sqlite",
+                    "--merchants",
+                    merchants,
+                    "--only-check",
+                    "--target",
+                    "bench.noaudit_app:app",
+                )
+            )
+            no_audit_line = _audit_overhead(sqlite, no_audit)
+        postgres = _last_json(
+            _python(
+                "bench.check_bench",
+                "--db",
+                "postgres",
+                "--merchants",
+                merchants,
+                "--pg",
+                PG,
+                "--redis",
+                REDIS,
+            )
         )
-    )
+        rows += [
+            _row("embedded default (SQLite, in-process limiter)", sqlite),
+            _row("PostgreSQL + Redis", postgres),
+        ]
     audit = _python("bench.audit_bench", "--events", "20000", "--verify", "100000", "--pg", PG)
     lines = [
         START,
         "## Latest `make bench`",
         "",
         f"Run {started} (load average {load:.1f} at start), `make bench` "
-        f"(`BENCH_MERCHANTS={merchants}`). Server: uvicorn, 2 workers; load `wrk -t2 -c64 -d10s`; "
+        f"(`BENCH_MERCHANTS={','.join(sizes)}`). Server: uvicorn, 2 workers; load `wrk -t2 -c64 -d10s`; "
         "the bare FastAPI endpoint returns a pre-serialised body of the same size, same run.",
         "",
         "| variant | registry | checks req/s | p50 ms | p99 ms | bare req/s | ratio | 1000-item batch median ms |",
         "|---|---|---|---|---|---|---|---|",
-        _row("embedded default (SQLite, in-process limiter)", sqlite),
-        _row("PostgreSQL + Redis", postgres),
+        *rows,
         "",
-        _audit_overhead(sqlite, no_audit),
+        no_audit_line,
         "",
         f"Token validation per request: full ES256 verification {token.get('full_verification_us', '?')} µs, "
         f"validated-token cache hit {token.get('cached_us', '?')} µs (`python -m bench.token_bench`).",

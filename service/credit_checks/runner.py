@@ -3,10 +3,12 @@
 A sync FastAPI route runs in the shared threadpool (40 threads). Under load, dozens of
 threads then take turns at the GIL and, on SQLite, at the database's single write lock,
 whose busy handler sleeps in steps of up to 100 ms: throughput drops and the tail
-explodes. The check routes instead make exactly one thread hop (as a sync route would)
-through a limiter of their own, sized for the database: a couple of threads for SQLite,
-whose transactions are also serialised in-process (they queue on a Python lock instead
-of sleeping in SQLite's busy handler), and enough for PostgreSQL to overlap round trips.
+explodes. The batch route instead makes exactly one thread hop (as a sync route would)
+through a limiter of its own, sized for the database: a couple of threads for SQLite,
+whose writers also wait on the write gate (``service.db.write_gate``) instead of
+sleeping in SQLite's busy handler, and enough for PostgreSQL to overlap round trips.
+Single checks have a worker of their own (``single_service.py``), which takes the same
+write gate.
 Measured with ``bench/check_bench.py`` (see ``bench/RESULTS.md``).
 """
 

@@ -1,17 +1,19 @@
 """Single checks, issued in groups: what one turn of the coalescer does.
 
-Every ``POST /v1/credit-checks`` that passed validation, authentication and the purpose
-check becomes a :class:`CheckRequest`; the coalescer (``coalescer.py``) hands the
+Every ``POST /v1/credit-checks`` that passed validation and authentication, with a
+well-formed code, becomes a :class:`CheckRequest`; the coalescer (``coalescer.py``) hands the
 requests that arrived together to :func:`issue_group`, which answers each of them
 exactly as one request on its own would be answered, in one transaction:
 
 1. one query reads every merchant of the group and its counting records;
-2. per request, in arrival order: a code that failed only its check character is a
-   ``422 invalid-uscc`` unless the registry holds it as a legacy code (nothing charged);
-   then one check is charged to the client's plan (``429``/``503`` refuse it); an
-   unknown merchant is ``404 merchant-not-found`` (charged, as documented); otherwise the
-   check is decided, signed and serialised;
-3. one statement inserts the checks, one the audit events: every request leaves its
+2. the refusals that cost nothing, per request in the route's order: a code that failed
+   only its check character is a ``422 invalid-uscc`` unless the registry holds it as a
+   legacy code; then a purpose the client may not use (403);
+3. one call to the limiter (one Redis round trip) charges one check to each remaining
+   request's plan, in arrival order (``429``/``503`` refuse it);
+4. an unknown merchant is ``404 merchant-not-found`` (charged, as documented); otherwise
+   the check is decided, signed and serialised;
+5. one statement inserts the checks, one the audit events: every request leaves its
    event in the same transaction as its check, so both commit or neither does.
 
 The caller commits and then marks each request's event as recorded.

@@ -25,7 +25,7 @@ from service.usage.plans import rate_plans
 
 SQLITE_WORKERS = 1
 """SQLite has one writer: a second thread would only wait for the first."""
-SERVER_DB_WORKERS = 4
+SERVER_DB_WORKERS = 2
 """Enough to overlap the round trips of one group with the work on the next."""
 MAX_GROUP = 128
 
