@@ -26,7 +26,7 @@ from schemas.audit import (
     VerifyRequest,
     VerifyResultOut,
 )
-from schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, NO_CONTROL_CHARACTERS, Page
 from schemas.enums import Outcome
 from schemas.uscc import normalize_uscc
 from service.db.session import SessionDep
@@ -35,18 +35,33 @@ from service.openapi_docs import STANDARD, problems
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=problems(*STANDARD))
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size (default 50)")]
-Cursor = Annotated[str | None, Query(max_length=200, description="next_cursor of the last page")]
-ClientIdFilter = Annotated[str | None, Query(max_length=64, description="Acting client")]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=200, pattern=NO_CONTROL_CHARACTERS, description="next_cursor of the last page"
+    ),
+]
+ClientIdFilter = Annotated[
+    str | None, Query(max_length=64, pattern=NO_CONTROL_CHARACTERS, description="Acting client")
+]
 ActionFilter = Annotated[
     str | None,
-    Query(max_length=64, description="Exact action, or a prefix ending in `.*` (credit_check.*)"),
+    Query(
+        max_length=64,
+        pattern=NO_CONTROL_CHARACTERS,
+        description="Exact action, or a prefix ending in `.*` (credit_check.*)",
+    ),
 ]
-UsccFilter = Annotated[str | None, Query(max_length=64, description="Merchant USCC")]
+UsccFilter = Annotated[
+    str | None, Query(max_length=64, pattern=NO_CONTROL_CHARACTERS, description="Merchant USCC")
+]
 OutcomeFilter = Annotated[Outcome | None, Query(description="success, denied or error")]
 Since = Annotated[Rfc3339 | None, Query(description="Occurred at or after (RFC 3339)")]
 Until = Annotated[Rfc3339 | None, Query(description="Occurred before (RFC 3339)")]
-RequestIdFilter = Annotated[str | None, Query(max_length=128, description="X-Request-ID")]
-UsccPath = Annotated[str, Path(min_length=1, max_length=64)]
+RequestIdFilter = Annotated[
+    str | None, Query(max_length=128, pattern=NO_CONTROL_CHARACTERS, description="X-Request-ID")
+]
+UsccPath = Annotated[str, Path(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS)]
 
 
 def _trail(request: Request) -> AuditTrail:

@@ -22,9 +22,19 @@ class ResponseModel(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Reference = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=4000)]
+# No control characters in free text: they have no business in a name or a reference, and
+# PostgreSQL cannot store NUL at all (one such value would fail the whole transaction).
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
+NO_CONTROL_BUT_LINE_BREAKS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+ShortText = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS)
+]
+Reference = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS)
+]
+Text = Annotated[
+    str, StringConstraints(min_length=1, max_length=4000, pattern=NO_CONTROL_BUT_LINE_BREAKS)
+]
 # Loose on input (trimmed and upper-cased by the service), bounded in size.
 USCCInput = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 

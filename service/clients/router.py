@@ -17,13 +17,13 @@ from schemas.clients import (
     RatePlanOut,
     SecretRotated,
 )
-from schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page
+from schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, NO_CONTROL_CHARACTERS, Page
 from service.clients import service
 from service.db.session import SessionDep
 from service.openapi_docs import STANDARD, problems
 
 router = APIRouter(prefix="/v1/admin", tags=["administration"], responses=problems(*STANDARD))
-ClientId = Annotated[str, Path(min_length=1, max_length=64)]
+ClientId = Annotated[str, Path(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS)]
 
 
 @router.post(
@@ -68,7 +68,7 @@ def list_clients(
     session: SessionDep,
     principal: AdminClientsAccess,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_CHARACTERS)] = None,
 ) -> Page[ClientOut]:
     """All clients, newest first."""
     request.state.audit.action = "client.list"

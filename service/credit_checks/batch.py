@@ -59,6 +59,8 @@ class ItemResult:
 class BatchOutcome:
     results: list[ItemResult]
     headers: dict[str, str]
+    check_rows: list[dict[str, object]]
+    item_events: list[dict[str, object]]
 
 
 class _ItemEvents:
@@ -107,8 +109,8 @@ class _ItemEvents:
 def create_batch(
     session: Session, ctx: RequestAudit, issuer: Issuer, charge: Charge, data: BatchCreate
 ) -> BatchOutcome:
-    """Check every item in one transaction; results in input order. ``charge``: the
-    client's rate plan (``RateGate.charge``)."""
+    """Check every item (reading with ``session``); results in input order, and the rows
+    :func:`store_batch` writes. ``charge``: the client's rate plan (``RateGate.charge``)."""
     now = datetime.now(UTC)
     today = policy_day(now)
     purpose = data.purpose.value
@@ -154,7 +156,6 @@ def create_batch(
         verdicts[check.verdict] += 1
         results.append(ItemResult(code, 200, body=check.body))
         events.add(code, 200, check)
-    repository.insert_checks(session, rows)
     ctx.details.update(
         items=len(results),
         checked=len(rows),
@@ -162,5 +163,10 @@ def create_batch(
         invalid=len(results) - cost,
         verdicts=dict(verdicts),
     )
-    record_rows_in_session(session, ctx, 200, *events.rows)
-    return BatchOutcome(results=results, headers=headers)
+    return BatchOutcome(results=results, headers=headers, check_rows=rows, item_events=events.rows)
+
+
+def store_batch(session: Session, ctx: RequestAudit, outcome: BatchOutcome) -> None:
+    """The checks and every event of the batch, in the caller's write transaction."""
+    repository.insert_checks(session, outcome.check_rows)
+    record_rows_in_session(session, ctx, 200, *outcome.item_events)

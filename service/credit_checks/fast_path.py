@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from audit.context import RequestAudit
@@ -37,12 +38,14 @@ from service.credit_checks.single import (
 )
 from service.credit_checks.single_service import single_checks
 from service.problems import ProblemError
+from service.problems.handlers import DATABASE_RETRY_AFTER
 from service.problems.render import PROBLEM_CONTENT_TYPE, problem_body, wants_chinese
 
 PATH = "/v1/credit-checks"
 ROUTE_NAME = "credit_checks.create"
 JSON_TYPE = b"application/json"
 CHECK_SCOPE = OAuthScope.CREDIT_CHECK.value
+UNAVAILABLE = "service-unavailable"
 
 
 def _headers(scope: Scope) -> tuple[bytes | None, bytes | None, bytes | None]:
@@ -130,7 +133,17 @@ class FastCheckMiddleware:
         check, language = admitted
         app_state = scope["app"].state
         scope["route"] = self._route_of(scope["app"])
-        result = await single_checks(app_state).submit(check)
+        try:
+            result = await single_checks(app_state).submit(check)
+        except SQLAlchemyError as exc:  # answered as the route's handler answers it
+            app_state.logger.error(
+                "database unavailable",
+                extra={"request_id": check.ctx.request_id, "error": type(exc).__name__},
+            )
+            check.ctx.details["problem"] = UNAVAILABLE
+            result = CheckResult(
+                503, headers={"Retry-After": DATABASE_RETRY_AFTER}, problem=UNAVAILABLE
+            )
         status, headers, content = self._response(app_state, check.ctx, result, language)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from auth.dependencies import CreditCheckAccess
 from auth.principal import Principal
-from schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, NO_CONTROL_CHARACTERS
 from schemas.credit_checks import (
     BatchCreate,
     BatchResponse,
@@ -135,8 +135,12 @@ def _create_batch(
 ) -> tuple[bytes, dict[str, str]]:
     ctx = request.state.audit
     issuer = _issuer(request, principal)
+    # Read and decide first, then write: the write gate (SQLite's one writer) is held
+    # only for the inserts and the commit, not while a thousand receipts are signed.
+    with request.app.state.sessionmaker() as reading:
+        outcome = batch.create_batch(reading, ctx, issuer, gate.charge, body)
     with runner.transaction_guard(), _transaction(request) as session:
-        outcome = batch.create_batch(session, ctx, issuer, gate.charge, body)
+        batch.store_batch(session, ctx, outcome)
     base_url = request.app.state.settings.public_url
     chinese = wants_chinese(request.headers.get("accept-language"))
 
@@ -159,7 +163,7 @@ def list_checks(
     session: SessionDep,
     principal: CreditCheckAccess,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_CHARACTERS)] = None,
 ) -> Response:
     """The client's own checks, newest first, each exactly as issued."""
     ctx = request.state.audit
@@ -178,7 +182,7 @@ def list_checks(
 )
 def get_check(
     request: Request,
-    check_id: Annotated[str, Path(max_length=64)],
+    check_id: Annotated[str, Path(max_length=64, pattern=NO_CONTROL_CHARACTERS)],
     session: SessionDep,
     principal: CreditCheckAccess,
 ) -> Response:

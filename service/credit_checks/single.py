@@ -176,15 +176,24 @@ def _issue_one(
     return CheckResult(201, body=check.body, check_id=check.id, headers=headers), check
 
 
+@dataclass(frozen=True, slots=True)
+class IssuedGroup:
+    """The answers to a group, and what :func:`store_group` writes for them."""
+
+    results: list[CheckResult]
+    check_rows: list[dict[str, object]]
+    event_rows: list[dict[str, object]]
+    """One per request, in order."""
+
+
 def issue_group(
     session: Session,
     requests: Sequence[CheckRequest],
     issuer_for: IssuerFor,
     charge_each: ChargeEach,
     now: datetime,
-) -> tuple[list[CheckResult], list[str]]:
-    """Answer every request (see the module docstring); the results in order, and the ids
-    of the audit events written, one per request, to mark once the caller has committed."""
+) -> IssuedGroup:
+    """Answer every request (see the module docstring), reading with ``session``."""
     subjects = repository.load_subjects(session, {r.code for r in requests}, policy_day(now))
     prepared = [_before_charge(r, issuer_for, subjects) for r in requests]
     to_charge = [r for r, p in zip(requests, prepared, strict=True) if isinstance(p, Issuer)]
@@ -212,6 +221,26 @@ def issue_group(
                 rows.append(check.row)
         results.append(result)
         events.append(event_values(ctx, result.status))
-    repository.insert_checks(session, rows)
-    audit_repository.insert_events(session, events)
-    return results, [str(event["id"]) for event in events]
+    return IssuedGroup(results, rows, events)
+
+
+def store_group(session: Session, group: IssuedGroup) -> None:
+    """The group's checks and audit events, in the caller's write transaction."""
+    repository.insert_checks(session, group.check_rows)
+    audit_repository.insert_events(session, group.event_rows)
+
+
+def mark_recorded(requests: Sequence[CheckRequest], group: IssuedGroup) -> None:
+    """Once the group has committed: each request's event is written."""
+    for request, event in zip(requests, group.event_rows, strict=True):
+        request.ctx.recorded_event_id = str(event["id"])
+
+
+def forget_issued(requests: Sequence[CheckRequest]) -> None:
+    """The group did not commit: no request's audit event may name a check or a verdict
+    that was never stored (the 503 they get is recorded instead)."""
+    for request in requests:
+        ctx = request.ctx
+        ctx.target_type = ctx.target_id = None
+        for key in ("verdict", "personal_data", "consent_ref", "problem"):
+            ctx.details.pop(key, None)

@@ -24,15 +24,14 @@ from sqlalchemy import Engine
 
 
 class WriteGate:
-    def __init__(self, lock_path: str | None) -> None:
+    """``enabled``: a thread lock at least, and ``flock`` on ``lock_path`` while usable."""
+
+    def __init__(self, lock_path: str | None, *, enabled: bool | None = None) -> None:
+        self.enabled = lock_path is not None if enabled is None else enabled
         self._lock_path = lock_path
         self._thread_lock = threading.Lock()
         self._fd: int | None = None
         self._fd_pid = 0
-
-    @property
-    def enabled(self) -> bool:
-        return self._lock_path is not None
 
     def _file(self) -> int | None:
         """The lock file's descriptor for this process (opened lazily; None if it cannot be)."""
@@ -42,7 +41,9 @@ class WriteGate:
             try:
                 self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             except OSError:
-                self._lock_path = None  # e.g. a read-only directory: thread lock only
+                # e.g. a read-only directory: writers of this process still take turns on
+                # the thread lock; other processes poll in SQLite's busy handler as before.
+                self._lock_path = None
                 return None
             self._fd_pid = os.getpid()
         return self._fd
@@ -50,7 +51,7 @@ class WriteGate:
     @contextmanager
     def hold(self) -> Iterator[None]:
         """Held around one write transaction (no-op when the gate is disabled)."""
-        if self._lock_path is None:
+        if not self.enabled:
             yield
             return
         with self._thread_lock:

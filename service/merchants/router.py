@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from auth.dependencies import AdminDataAccess
+from schemas.common import NO_CONTROL_CHARACTERS
 from schemas.merchants import (
     MerchantOut,
     MerchantPut,
@@ -20,8 +21,16 @@ from service.merchants import service
 from service.openapi_docs import STANDARD, problems
 
 router = APIRouter(prefix="/v1/admin", tags=["administration"], responses=problems(*STANDARD))
-USCCPath = Annotated[str, Path(min_length=1, max_length=64, description="The merchant's USCC")]
-RecordId = Annotated[str, Path(min_length=1, max_length=64)]
+USCCPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=64,
+        pattern=NO_CONTROL_CHARACTERS,
+        description="The merchant's USCC",
+    ),
+]
+RecordId = Annotated[str, Path(min_length=1, max_length=64, pattern=NO_CONTROL_CHARACTERS)]
 
 
 @router.put(

@@ -127,12 +127,18 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return render_problem(request, slug, status=exc.status_code, headers=headers or None)
 
 
+DATABASE_RETRY_AFTER = "5"
+"""Seconds a client should wait after a 503 caused by the database."""
+
+
 async def _database_error(request: Request, exc: Exception) -> Response:
     request.app.state.logger.error(
         "database unavailable",
         extra={"request_id": _request_id(request), "error": type(exc).__name__},
     )
-    return render_problem(request, "service-unavailable", headers={"Retry-After": "5"})
+    return render_problem(
+        request, "service-unavailable", headers={"Retry-After": DATABASE_RETRY_AFTER}
+    )
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -1,0 +1,485 @@
+"""The coalescer: groups of concurrent requests, results to the right waiter, failures
+shared by a group only, graceful stop; with worker threads and on the event loop.
+
+Each test drives the coalescer from ``asyncio.run``. With worker threads, to make groups
+form deterministically, ``process`` blocks on its first call until the test has queued the
+rest: everything submitted meanwhile waits in the queue and is taken by the next turns.
+With ``threads=0`` a group is what one turn of the loop submitted, deterministic as is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
+from itertools import count
+from typing import TypeVar
+
+import pytest
+
+from service.credit_checks.coalescer import Coalescer, CoalescerStopped
+
+T = TypeVar("T")
+WAIT = 5.0
+"""Upper bound for a thread handshake; a healthy run never comes near it."""
+_names = count()
+
+
+def _run(main: Callable[[], Awaitable[T]]) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(main(), WAIT)
+
+    return asyncio.run(bounded())
+
+
+class Recorder:
+    """A ``process`` that doubles each request, records every group, and (when ``hold``)
+    blocks its first call until :meth:`release`. ``fail`` decides when a group raises."""
+
+    def __init__(
+        self, *, hold: bool = False, fail: Callable[[list[int]], bool] | None = None
+    ) -> None:
+        self.groups: list[list[int]] = []
+        self.entered = threading.Event()
+        self._release = threading.Event()
+        if not hold:
+            self._release.set()
+        self._fail = fail
+        self._lock = threading.Lock()
+
+    def __call__(self, requests: list[int]) -> list[int]:
+        with self._lock:
+            self.groups.append(list(requests))
+            first = len(self.groups) == 1
+        if first:
+            self.entered.set()
+            assert self._release.wait(WAIT), "the test never released the first group"
+        if self._fail is not None and self._fail(requests):
+            raise ValueError(f"refused {requests}")
+        return [r * 2 for r in requests]
+
+    def release(self) -> None:
+        self._release.set()
+
+    async def wait_entered(self) -> None:
+        """Until the first group is inside ``process`` (without blocking the loop)."""
+        assert await asyncio.to_thread(self.entered.wait, WAIT)
+
+
+def _coalescer(
+    process: Callable[[list[int]], list[int]],
+    *,
+    threads: int = 1,
+    max_group: int = 16,
+    name: str | None = None,
+) -> Coalescer[int, int]:
+    name = name or f"test-coalescer-{next(_names)}"
+    return Coalescer(process, threads=threads, max_group=max_group, name=name)
+
+
+async def _queue_behind_first(
+    coalescer: Coalescer[int, int], recorder: Recorder, first: int, rest: list[int]
+) -> tuple[asyncio.Task[int], list[asyncio.Task[int]]]:
+    """Submit ``first`` and wait until its group is being processed, then submit ``rest``
+    (queued, in this order, once this returns)."""
+    head = asyncio.create_task(coalescer.submit(first))
+    await recorder.wait_entered()
+    tail = [asyncio.create_task(coalescer.submit(r)) for r in rest]
+    await asyncio.sleep(0)  # every new task runs up to its await: all of them are queued
+    return head, tail
+
+
+def _stop(coalescer: Coalescer[int, int]) -> None:
+    coalescer.stop(timeout=WAIT)
+
+
+def test_results_reach_their_own_waiter_in_submission_order() -> None:
+    recorder = Recorder()
+    coalescer = _coalescer(recorder)
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(coalescer.submit(n) for n in range(40)))
+
+    try:
+        assert _run(main) == [n * 2 for n in range(40)]
+    finally:
+        _stop(coalescer)
+    # One worker thread takes the queue in order: the groups, end to end, are the submissions.
+    assert [r for group in recorder.groups for r in group] == list(range(40))
+
+
+def test_a_lone_request_is_handled_alone() -> None:
+    recorder = Recorder()
+    coalescer = _coalescer(recorder)
+
+    async def main() -> tuple[int, int]:
+        first = await coalescer.submit(3)
+        second = await coalescer.submit(4)
+        return first, second
+
+    try:
+        assert _run(main) == (6, 8)
+    finally:
+        _stop(coalescer)
+    assert recorder.groups == [[3], [4]]
+
+
+def test_requests_that_pile_up_are_handled_in_groups_of_at_most_max_group() -> None:
+    recorder = Recorder(hold=True)
+    coalescer = _coalescer(recorder, max_group=16)
+
+    async def main() -> list[int]:
+        head, tail = await _queue_behind_first(coalescer, recorder, 0, list(range(1, 50)))
+        recorder.release()
+        return await asyncio.gather(head, *tail)
+
+    try:
+        assert _run(main) == [n * 2 for n in range(50)]
+    finally:
+        _stop(coalescer)
+    sizes = [len(group) for group in recorder.groups]
+    assert sizes == [1, 16, 16, 16, 1]
+    assert [r for group in recorder.groups for r in group] == list(range(50))
+
+
+def test_several_threads_never_exceed_max_group() -> None:
+    recorder = Recorder(hold=True)
+    coalescer = _coalescer(recorder, threads=3, max_group=7)
+
+    async def main() -> list[int]:
+        head, tail = await _queue_behind_first(coalescer, recorder, 0, list(range(1, 50)))
+        recorder.release()
+        return await asyncio.gather(head, *tail)
+
+    try:
+        assert _run(main) == [n * 2 for n in range(50)]
+    finally:
+        _stop(coalescer)
+    sizes = [len(group) for group in recorder.groups]
+    assert max(sizes) <= 7
+    assert len(sizes) < 50
+    assert sorted(r for group in recorder.groups for r in group) == list(range(50))
+
+
+def test_max_group_one_handles_each_request_alone() -> None:
+    recorder = Recorder(hold=True)
+    coalescer = _coalescer(recorder, max_group=1)
+
+    async def main() -> list[int]:
+        head, tail = await _queue_behind_first(coalescer, recorder, 0, [1, 2, 3])
+        recorder.release()
+        return await asyncio.gather(head, *tail)
+
+    try:
+        assert _run(main) == [0, 2, 4, 6]
+    finally:
+        _stop(coalescer)
+    assert recorder.groups == [[0], [1], [2], [3]]
+
+
+def test_an_exception_reaches_every_waiter_of_its_group_and_only_them() -> None:
+    recorder = Recorder(hold=True, fail=lambda requests: -1 in requests)
+    coalescer = _coalescer(recorder)
+
+    async def main() -> tuple[int, list[int | BaseException], int]:
+        head, tail = await _queue_behind_first(coalescer, recorder, 1, [2, -1, 3])
+        recorder.release()
+        first = await head
+        failed = await asyncio.gather(*tail, return_exceptions=True)
+        after = await coalescer.submit(5)  # the coalescer goes on working
+        return first, failed, after
+
+    try:
+        first, failed, after = _run(main)
+    finally:
+        _stop(coalescer)
+    assert first == 2
+    assert recorder.groups == [[1], [2, -1, 3], [5]]
+    assert all(isinstance(outcome, ValueError) for outcome in failed), failed
+    assert len({id(outcome) for outcome in failed}) == 1  # the one exception of the group
+    assert after == 10
+
+
+@pytest.mark.parametrize(
+    ("group", "returned"),
+    [(1, 0), (1, 2), (3, 2), (3, 4)],
+    ids=["none-for-one", "two-for-one", "too-few-for-a-group", "too-many-for-a-group"],
+)
+def test_a_wrong_number_of_results_fails_the_whole_group(group: int, returned: int) -> None:
+    """Every waiter of the group gets the error, and the next request is handled."""
+    requests = list(range(1, group + 1))
+    wrong = Recorder(hold=True)
+
+    def process(batch: list[int]) -> list[int]:
+        results = wrong(batch)
+        if batch == requests:
+            return (results * 2)[:returned]
+        return results
+
+    coalescer = _coalescer(process)
+
+    async def main() -> tuple[list[int | BaseException], int]:
+        head, tail = await _queue_behind_first(coalescer, wrong, 0, requests)
+        wrong.release()
+        await head
+        outcomes = await asyncio.gather(*tail, return_exceptions=True)
+        return outcomes, await coalescer.submit(7)
+
+    try:
+        outcomes, after = _run(main)
+    finally:
+        _stop(coalescer)
+    assert wrong.groups[1] == requests
+    assert len(outcomes) == group
+    for outcome in outcomes:
+        assert isinstance(outcome, RuntimeError), outcomes
+        assert "one result per request" in str(outcome)
+    assert after == 14
+
+
+def test_stop_finishes_queued_work_then_refuses_new_requests() -> None:
+    recorder = Recorder(hold=True)
+    name = f"test-coalescer-stop-{next(_names)}"
+    coalescer = _coalescer(recorder, threads=2, max_group=4, name=name)
+    stopper = threading.Thread(target=_stop, args=(coalescer,))
+
+    async def main() -> tuple[list[int], list[int]]:
+        head, tail = await _queue_behind_first(coalescer, recorder, 0, list(range(1, 11)))
+        stopper.start()
+        # Until stop() has begun: a submit either is refused or joins the queued work.
+        probes: list[asyncio.Task[int]] = []
+        while True:
+            probe = asyncio.create_task(coalescer.submit(100 + len(probes)))
+            await asyncio.sleep(0)
+            if probe.done():
+                with pytest.raises(CoalescerStopped):
+                    probe.result()
+                break
+            probes.append(probe)
+            await asyncio.sleep(0.001)
+        recorder.release()  # stop() is waiting for the queued work to be handled
+        results = await asyncio.gather(head, *tail)
+        late = await asyncio.gather(*probes)
+        await asyncio.to_thread(stopper.join, WAIT)
+        with pytest.raises(CoalescerStopped):
+            await coalescer.submit(99)
+        return results, late
+
+    results, late = _run(main)
+    assert results == [n * 2 for n in range(11)]
+    assert late == [(100 + n) * 2 for n in range(len(late))]
+    handled = sorted(r for group in recorder.groups for r in group)
+    assert handled == [*range(11), *range(100, 100 + len(late))]
+    assert max(len(group) for group in recorder.groups) <= 4
+    assert not stopper.is_alive()
+    assert not [t for t in threading.enumerate() if t.name.startswith(f"{name}-")]
+
+
+def test_stop_before_any_request_refuses_new_ones() -> None:
+    recorder = Recorder()
+    coalescer = _coalescer(recorder)
+    _stop(coalescer)
+
+    async def main() -> None:
+        with pytest.raises(CoalescerStopped):
+            await coalescer.submit(1)
+
+    _run(main)
+    assert recorder.groups == []
+
+
+def test_a_cancelled_waiter_does_not_break_delivery_to_the_others() -> None:
+    recorder = Recorder(hold=True)
+    coalescer = _coalescer(recorder)
+
+    async def main() -> tuple[list[int], bool, int]:
+        head, tail = await _queue_behind_first(coalescer, recorder, 0, [1, 2, 3])
+        tail[1].cancel()
+        await asyncio.sleep(0)
+        recorder.release()
+        kept = list(await asyncio.gather(head, tail[0], tail[2]))
+        with pytest.raises(asyncio.CancelledError):
+            await tail[1]
+        return kept, tail[1].cancelled(), await coalescer.submit(7)
+
+    try:
+        kept, cancelled, after = _run(main)
+    finally:
+        _stop(coalescer)
+    assert kept == [0, 2, 6]
+    assert cancelled
+    assert after == 14
+    # The cancelled request was already queued: it was still handled, its result dropped.
+    assert recorder.groups == [[0], [1, 2, 3], [7]]
+
+
+def test_waiters_on_different_event_loops_in_one_group_each_get_their_result() -> None:
+    recorder = Recorder(hold=True)
+    coalescer = _coalescer(recorder)
+    results: dict[int, int] = {}
+    queued = threading.Event()
+
+    def other_loop() -> None:
+        async def main() -> None:
+            tasks = [asyncio.create_task(coalescer.submit(n)) for n in (10, 11)]
+            await asyncio.sleep(0)
+            queued.set()
+            for n, value in zip((10, 11), await asyncio.gather(*tasks), strict=True):
+                results[n] = value
+
+        _run(main)
+
+    async def main() -> list[int]:
+        head = asyncio.create_task(coalescer.submit(0))
+        await recorder.wait_entered()
+        thread = threading.Thread(target=other_loop)
+        thread.start()
+        mine = [asyncio.create_task(coalescer.submit(n)) for n in (20, 21)]
+        await asyncio.sleep(0)
+        assert await asyncio.to_thread(queued.wait, WAIT)
+        recorder.release()
+        values = await asyncio.gather(head, *mine)
+        await asyncio.to_thread(thread.join, WAIT)
+        return values
+
+    try:
+        assert _run(main) == [0, 40, 42]
+    finally:
+        _stop(coalescer)
+    assert results == {10: 20, 11: 22}
+    assert len(recorder.groups) == 2  # both loops' requests handled in one group
+    assert sorted(recorder.groups[1]) == [10, 11, 20, 21]
+
+
+# ---- threads=0: groups handled on the event loop itself ----------------------------------------
+# Every request submitted in one turn of the loop forms the group (cut at max_group), handled
+# in a callback on that loop: no thread, so the groups are deterministic without any hold.
+
+
+def test_on_the_loop_one_turn_of_requests_is_one_group_cut_at_max_group() -> None:
+    recorder = Recorder()
+    name = f"test-coalescer-on-loop-{next(_names)}"
+    coalescer = _coalescer(recorder, threads=0, max_group=16, name=name)
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(coalescer.submit(n) for n in range(50)))
+
+    assert _run(main) == [n * 2 for n in range(50)]
+    assert [len(group) for group in recorder.groups] == [16, 16, 16, 2]
+    assert [r for group in recorder.groups for r in group] == list(range(50))
+    assert not [t for t in threading.enumerate() if t.name.startswith(f"{name}-")]
+
+
+def test_on_the_loop_requests_awaited_one_by_one_are_handled_alone() -> None:
+    recorder = Recorder()
+    coalescer = _coalescer(recorder, threads=0)
+
+    async def main() -> list[int]:
+        return [await coalescer.submit(n) for n in range(3)]
+
+    assert _run(main) == [0, 2, 4]
+    assert recorder.groups == [[0], [1], [2]]
+
+
+def test_on_the_loop_an_exception_reaches_its_group_only() -> None:
+    recorder = Recorder(fail=lambda requests: -1 in requests)
+    coalescer = _coalescer(recorder, threads=0, max_group=2)
+
+    async def main() -> tuple[list[int | BaseException], int]:
+        outcomes = await asyncio.gather(
+            *(coalescer.submit(n) for n in (1, 2, -1, 3)), return_exceptions=True
+        )
+        return outcomes, await coalescer.submit(5)
+
+    outcomes, after = _run(main)
+    assert recorder.groups == [[1, 2], [-1, 3], [5]]
+    assert outcomes[:2] == [2, 4]
+    assert all(isinstance(outcome, ValueError) for outcome in outcomes[2:]), outcomes
+    assert outcomes[2] is outcomes[3]
+    assert after == 10
+
+
+@pytest.mark.parametrize(
+    ("group", "returned"),
+    [(1, 0), (1, 2), (3, 2), (3, 4)],
+    ids=["none-for-one", "two-for-one", "too-few-for-a-group", "too-many-for-a-group"],
+)
+def test_on_the_loop_a_wrong_number_of_results_fails_the_group(group: int, returned: int) -> None:
+    calls: list[list[int]] = []
+
+    def process(requests: list[int]) -> list[int]:
+        calls.append(list(requests))
+        results = [r * 2 for r in requests]
+        return (results * 2)[:returned] if len(calls) == 1 else results
+
+    coalescer = _coalescer(process, threads=0)
+
+    async def main() -> tuple[list[int | BaseException], int]:
+        outcomes = await asyncio.gather(
+            *(coalescer.submit(n) for n in range(1, group + 1)), return_exceptions=True
+        )
+        return outcomes, await coalescer.submit(7)
+
+    outcomes, after = _run(main)
+    assert calls[0] == list(range(1, group + 1))
+    for outcome in outcomes:
+        assert isinstance(outcome, RuntimeError), outcomes
+        assert "one result per request" in str(outcome)
+    assert after == 14
+
+
+def test_on_the_loop_a_cancelled_waiter_does_not_break_delivery_to_the_others() -> None:
+    recorder = Recorder()
+    coalescer = _coalescer(recorder, threads=0)
+
+    async def main() -> tuple[list[int], bool]:
+        tasks = [asyncio.create_task(coalescer.submit(n)) for n in range(4)]
+        await asyncio.sleep(0)  # all four queued; the group is handled in a later callback
+        tasks[2].cancel()
+        kept = list(await asyncio.gather(tasks[0], tasks[1], tasks[3]))
+        with pytest.raises(asyncio.CancelledError):
+            await tasks[2]
+        return kept, tasks[2].cancelled()
+
+    kept, cancelled = _run(main)
+    assert kept == [0, 2, 6]
+    assert cancelled
+    assert recorder.groups == [[0, 1, 2, 3]]
+
+
+def test_on_the_loop_stop_finishes_what_was_submitted_then_refuses() -> None:
+    recorder = Recorder()
+    coalescer = _coalescer(recorder, threads=0)
+
+    async def main() -> list[int]:
+        tasks = [asyncio.create_task(coalescer.submit(n)) for n in range(3)]
+        await asyncio.sleep(0)  # queued, not yet handled
+        _stop(coalescer)
+        with pytest.raises(CoalescerStopped):
+            await coalescer.submit(99)
+        return list(await asyncio.gather(*tasks))
+
+    assert _run(main) == [0, 2, 4]
+    assert recorder.groups == [[0, 1, 2]]
+
+
+def test_on_the_loop_each_event_loop_handles_its_own_group() -> None:
+    recorder = Recorder()
+    coalescer = _coalescer(recorder, threads=0)
+    other: list[int] = []
+
+    def other_loop() -> None:
+        async def main() -> list[int]:
+            return await asyncio.gather(*(coalescer.submit(n) for n in (10, 11)))
+
+        other.extend(_run(main))
+
+    async def main() -> list[int]:
+        return await asyncio.gather(*(coalescer.submit(n) for n in (20, 21)))
+
+    thread = threading.Thread(target=other_loop)
+    thread.start()
+    mine = _run(main)
+    thread.join(WAIT)
+    assert (mine, other) == ([40, 42], [20, 22])
+    assert sorted(sorted(group) for group in recorder.groups) == [[10, 11], [20, 21]]
