@@ -8,13 +8,6 @@ insert per table, one commit) and wakes the waiting coroutines with one call int
 event loop. A lone request is handled at once, alone, so latency without load is the
 same; under load the group grows by itself with the time a turn takes (group commit).
 
-With ``threads=0`` there is no worker thread: the group is handled on the event loop
-itself, in a callback scheduled when its first request arrives, so it takes every
-request that arrived in the same turn of the loop. That suits a database whose calls
-take microseconds (SQLite): a worker thread would cost a hand-off per group and, worse,
-the GIL convoy between an I/O-bound loop and a CPU-bound thread (measured: about a fifth
-of a check's CPU, and a longer tail).
-
 It knows nothing of checks: ``process`` maps a list of requests to a list of results,
 in order, or raises, and then every request of that group gets the exception.
 """
@@ -79,33 +72,16 @@ class Coalescer(Generic[Req, Res]):
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._stopped = False
-        self._on_loop: dict[asyncio.AbstractEventLoop, list[_Waiting[Req, Res]]] = {}
 
     async def submit(self, request: Req) -> Res:
         if self._stopped:
             raise CoalescerStopped(self._name)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Res] = loop.create_future()
-        waiting = _Waiting(request, future, loop)
-        if self._threads_wanted == 0:
-            pending = self._on_loop.get(loop)
-            if pending is None:
-                self._on_loop[loop] = [waiting]
-                loop.call_soon(self._flush, loop)
-            else:
-                pending.append(waiting)
-        else:
-            if not self._threads:
-                self._start()
-            self._queue.put(waiting)
+        if not self._threads:
+            self._start()
+        self._queue.put(_Waiting(request, future, loop))
         return await future
-
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        """On the event loop (``threads=0``): handle what arrived in this turn."""
-        pending = self._on_loop.pop(loop, [])
-        for start in range(0, len(pending), self._max_group):
-            group = pending[start : start + self._max_group]
-            _deliver(group, *self._handle(group))
 
     def _handle(
         self, group: list[_Waiting[Req, Res]]
