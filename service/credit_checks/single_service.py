@@ -1,9 +1,10 @@
 """The app's single checks: validated requests in, answers out, issued in groups.
 
-One per app (``app.state.single_checks``). The coalescer's worker threads hand it the requests that arrived together; it opens one
-transaction per group (SQLite's writers wait on the write gate, as for batches), commits
-it, and only then marks each request's audit event as recorded, so a request whose group
-failed leaves no success and gets a clean 503.
+One per app (``app.state.single_checks``). The coalescer's worker threads hand it the
+requests that arrived together; it reads and decides, then writes the group in one
+transaction (SQLite's writers wait on the write gate, as for batches), commits it, and
+only then marks each request's audit event as recorded, so a request whose group failed
+leaves no success and gets a clean 503.
 """
 
 from __future__ import annotations
