@@ -141,7 +141,7 @@ def get_event(
     request: Request,
     session: SessionDep,
     principal: AuditReadAccess,
-    event_id: Annotated[str, Path(min_length=1, max_length=40)],
+    event_id: Annotated[str, Path(min_length=1, max_length=40, pattern=NO_CONTROL_CHARACTERS)],
 ) -> dict[str, object]:
     """One event; once sealed, with its RFC 9162 inclusion proof against the latest checkpoint.
 

@@ -25,7 +25,7 @@ class ResponseModel(BaseModel):
 # No control characters in free text: they have no business in a name or a reference, and
 # PostgreSQL cannot store NUL at all (one such value would fail the whole transaction).
 NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
-NO_CONTROL_BUT_LINE_BREAKS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+NO_CONTROL_BUT_TAB_AND_LINE_BREAKS = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 ShortText = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS)
 ]
@@ -33,7 +33,8 @@ Reference = Annotated[
     str, StringConstraints(min_length=1, max_length=200, pattern=NO_CONTROL_CHARACTERS)
 ]
 Text = Annotated[
-    str, StringConstraints(min_length=1, max_length=4000, pattern=NO_CONTROL_BUT_LINE_BREAKS)
+    str,
+    StringConstraints(min_length=1, max_length=4000, pattern=NO_CONTROL_BUT_TAB_AND_LINE_BREAKS),
 ]
 # Loose on input (trimmed and upper-cased by the service), bounded in size.
 USCCInput = Annotated[str, StringConstraints(min_length=1, max_length=64)]

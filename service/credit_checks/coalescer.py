@@ -90,7 +90,7 @@ class Coalescer(Generic[Req, Res]):
             results = self._process([item.request for item in group])
             if len(results) != len(group):
                 raise RuntimeError("coalescer: one result per request expected")
-        except Exception as exc:  # every waiter of the group gets it
+        except BaseException as exc:  # every waiter of the group gets it; the worker goes on
             return None, exc
         return results, None
 

@@ -46,19 +46,17 @@ ROUTE_NAME = "credit_checks.create"
 JSON_TYPE = b"application/json"
 CHECK_SCOPE = OAuthScope.CREDIT_CHECK.value
 UNAVAILABLE = "service-unavailable"
+_READ_HEADERS = (b"content-type", b"authorization", b"accept-language")
 
 
 def _headers(scope: Scope) -> tuple[bytes | None, bytes | None, bytes | None]:
-    """content-type, authorization, accept-language (the first of each, as Starlette reads)."""
-    content_type = authorization = language = None
+    """content-type, authorization, accept-language: the first of each, even if empty, as
+    Starlette's ``request.headers.get`` reads them."""
+    found: dict[bytes, bytes] = {}
     for name, value in scope["headers"]:
-        if name == b"content-type":
-            content_type = content_type or value
-        elif name == b"authorization":
-            authorization = authorization or value
-        elif name == b"accept-language":
-            language = language or value
-    return content_type, authorization, language
+        if name in _READ_HEADERS and name not in found:
+            found[name] = value
+    return found.get(b"content-type"), found.get(b"authorization"), found.get(b"accept-language")
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:
@@ -143,6 +141,14 @@ class FastCheckMiddleware:
             check.ctx.details["problem"] = UNAVAILABLE
             result = CheckResult(
                 503, headers={"Retry-After": DATABASE_RETRY_AFTER}, problem=UNAVAILABLE
+            )
+        except ProblemError as problem:  # e.g. no verdict policy stored: as the route's 503
+            check.ctx.details["problem"] = problem.slug
+            result = CheckResult(
+                problem.status,
+                headers=problem.headers,
+                problem=problem.slug,
+                problem_extra=problem.extra or None,
             )
         status, headers, content = self._response(app_state, check.ctx, result, language)
         await send({"type": "http.response.start", "status": status, "headers": headers})

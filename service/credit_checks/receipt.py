@@ -57,7 +57,11 @@ def sign_receipt(key: ECKey, claims: Mapping[str, object]) -> str:
     not the DER that OpenSSL returns.
     """
     private_key = key.private_key
-    if not isinstance(private_key, ec.EllipticCurvePrivateKey) or key.kid is None:
+    if (
+        not isinstance(private_key, ec.EllipticCurvePrivateKey)
+        or not isinstance(private_key.curve, ec.SECP256R1)
+        or key.kid is None
+    ):
         raise ValueError("receipts are signed with a P-256 private key that has a kid")
     signing_input = _protected_header(key.kid) + b"." + _b64url(orjson.dumps(claims))
     r, s = decode_dss_signature(private_key.sign(signing_input, _ES256))

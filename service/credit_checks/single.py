@@ -21,6 +21,7 @@ The caller commits and then marks each request's event as recorded.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -48,6 +49,7 @@ from service.problems import ProblemError
 from service.ratelimit.dependency import ChargeOutcome
 
 LEGACY_REASON = "checksum"
+log = logging.getLogger("creditshare.checks")
 
 
 @dataclass(slots=True)
@@ -215,10 +217,16 @@ def issue_group(
             elif subject is None:
                 result = _refused(ctx, ProblemError("merchant-not-found", headers=charge))
             else:
-                result, check = _issue_one(
-                    request, issuer, subject, charge, now=now, created_at=created_at
-                )
-                rows.append(check.row)
+                try:
+                    result, check = _issue_one(
+                        request, issuer, subject, charge, now=now, created_at=created_at
+                    )
+                except Exception:  # this check only (e.g. personal data that will not decrypt)
+                    log.exception("check failed", extra={"request_id": ctx.request_id})
+                    forget_issued([request])
+                    result = _refused(ctx, ProblemError("internal-error"))
+                else:
+                    rows.append(check.row)
         results.append(result)
         events.append(event_values(ctx, result.status))
     return IssuedGroup(results, rows, events)

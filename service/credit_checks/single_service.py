@@ -78,6 +78,7 @@ class SingleChecks:
             clients = [(p.client_id, p.rate_plan) for p in principals]
             return charge_each(state.limiter, plans, clients)
 
+        committed = False
         try:
             # Read and decide first, then write: the write gate (SQLite's one writer) is
             # held only for the inserts and the commit.
@@ -86,10 +87,12 @@ class SingleChecks:
             with check_runner(state).transaction_guard(), state.sessionmaker() as session:
                 store_group(session, group)
                 session.commit()
+                committed = True
+                mark_recorded(requests, group)
         except Exception:
-            forget_issued(requests)
+            if not committed:
+                forget_issued(requests)
             raise
-        mark_recorded(requests, group)
         return group.results
 
 

@@ -49,7 +49,7 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_engine(
+    return create_engine(
         normalized,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -60,12 +60,6 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         pool_recycle=1800,
         connect_args={"connect_timeout": 5},
     )
-    # Inserts of many rows (a group of checks and their audit events, imports, sealed log
-    # entries) as multi-row INSERT ... VALUES statements, up to 1000 rows each, instead of
-    # one statement per row: the server parses and plans one statement, not one per row
-    # (SQLAlchemy's "insertmanyvalues", which it otherwise applies only with RETURNING).
-    engine.dialect.use_insertmanyvalues_wo_returning = True
-    return engine
 
 
 def is_sqlite(engine: Engine) -> bool:

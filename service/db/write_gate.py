@@ -79,11 +79,19 @@ def _lock_path(engine: Engine) -> str | None:
     return f"{database}-writegate"
 
 
+def _shared_sqlite_file(engine: Engine) -> bool:
+    """A SQLite database other connections can open (not a private in-memory one)."""
+    if engine.dialect.name != "sqlite":
+        return False
+    database = engine.url.database
+    return bool(database) and database != ":memory:" and "mode=memory" not in str(database)
+
+
 def write_gate(engine: Engine) -> WriteGate:
-    """The engine's gate (one per engine and process)."""
+    """The engine's gate (one per engine and process): on SQLite a thread lock at least."""
     with _gates_lock:
         gate = _gates.get(engine)
         if gate is None:
-            gate = WriteGate(_lock_path(engine))
+            gate = WriteGate(_lock_path(engine), enabled=_shared_sqlite_file(engine))
             _gates[engine] = gate
         return gate

@@ -92,6 +92,8 @@ def charge_each(
             continue
         charged.append((index, plan))
         charges.append((client_key(client_id), plan, 1))
+    if not charges:
+        return outcomes
     try:
         decisions = limiter.acquire_many(charges)
     except LimiterUnavailable:

@@ -108,6 +108,8 @@ class FallbackLimiter:
         share while it is down (as :meth:`acquire` would)."""
         for _, plan, cost in charges:
             check_cost(plan, cost)
+        if not charges:  # nothing to ask: no probe of the shared limiter either
+            return []
         if self._should_try_primary():
             try:
                 decisions = self._primary.acquire_many(charges)

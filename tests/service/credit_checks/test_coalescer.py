@@ -348,3 +348,29 @@ def test_waiters_on_different_event_loops_in_one_group_each_get_their_result() -
     assert results == {10: 20, 11: 22}
     assert len(recorder.groups) == 2  # both loops' requests handled in one group
     assert sorted(recorder.groups[1]) == [10, 11, 20, 21]
+
+
+class Fatal(BaseException):
+    """Not an ``Exception``: what would otherwise end a worker thread."""
+
+
+def test_a_base_exception_reaches_its_group_and_the_worker_goes_on() -> None:
+    calls: list[list[int]] = []
+
+    def process(requests: list[int]) -> list[int]:
+        calls.append(requests)
+        if len(calls) == 1:
+            raise Fatal("first group")
+        return [r * 2 for r in requests]
+
+    coalescer = _coalescer(process)
+
+    async def main() -> int:
+        with pytest.raises(Fatal):
+            await coalescer.submit(1)
+        return await coalescer.submit(2)
+
+    try:
+        assert _run(main) == 4
+    finally:
+        _stop(coalescer)

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import httpx2
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 from starlette.types import Message, Receive, Scope, Send
 
@@ -27,7 +27,7 @@ from audit.context import RequestAudit
 from service.app import create_app
 from service.credit_checks.fast_path import FastCheckMiddleware
 from service.db.migrate import upgrade
-from service.models import AuditEvent, CreditCheck
+from service.models import AuditEvent, CreditCheck, Merchant
 from service.problems.catalog import CATALOG
 from tests.conftest import make_settings
 from tests.fixtures.factories import Factory, random_uscc
@@ -729,3 +729,53 @@ def test_a_value_the_database_cannot_store_fails_no_other_request(
     assert poisoned.status == 422, poisoned.body
     assert poisoned.json()["type"].endswith("/problems/validation-failed")
     assert {e["field"] for e in poisoned.json()["errors"]} == {"reference"}
+
+
+def test_a_check_that_fails_on_its_own_data_fails_alone(
+    client: TestClient, factory: Factory, db: Session
+) -> None:
+    """One check of a group failing (personal data that will not decrypt) is a 500 for
+    that request only: the others of its group are issued and committed."""
+    shop = factory.merchant(
+        random_uscc("92"), name="和平区测试小吃店", legal_representative="欧阳娜娜"
+    )
+    db.execute(
+        update(Merchant).where(Merchant.uscc == shop).values(legal_representative_enc="v1.broken")
+    )
+    db.commit()
+    _pii, pii = factory.authed("credit:check credit:pii", rate_plan=roomy(factory))
+    _bystander, bystander = factory.authed("credit:check", rate_plan=roomy(factory))
+    other = factory.merchant()
+    requests = [(bystander, _valid(other)) for _ in range(10)]
+    requests.insert(4, (pii, {**_valid(shop), "consent_ref": "consent-1"}))
+
+    async def together() -> list[Exchange]:
+        calls = [
+            _asgi(client.app, {**headers, "Content-Type": FAST}, _whole(_json(body)))
+            for headers, body in requests
+        ]
+        return list(await asyncio.gather(*calls))
+
+    answers = _on_app_loop(client, together)
+    broken = answers.pop(4)
+    assert [a.status for a in answers] == [201] * 10
+    assert broken.status == 500, broken.body
+    assert "欧阳娜娜" not in broken.body.decode("utf-8", "replace")
+    assert json.loads(broken.body)["type"].endswith("/problems/internal-error")
+
+
+@pytest.mark.parametrize("content_type", [FAST, SLOW])
+def test_an_empty_first_authorization_header_wins_on_both_paths(
+    client: TestClient, factory: Factory, content_type: str
+) -> None:
+    """Starlette reads the first header of a name even when it is empty: so does the fast
+    path, so a second, valid Authorization header cannot slip past the route's 401."""
+    _creds, headers = factory.authed("credit:check", rate_plan=roomy(factory))
+    uscc = factory.merchant()
+    raw = [
+        (b"content-type", content_type.encode()),
+        (b"authorization", b""),
+        (b"authorization", headers["Authorization"].encode()),
+    ]
+    response = client.post("/v1/credit-checks", content=_json(_valid(uscc)), headers=raw)
+    assert response.status_code == 401, response.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from typing import Any
@@ -9,7 +10,10 @@ from typing import Any
 import jwt
 import pytest
 from fastapi.testclient import TestClient
+from joserfc import jws
+from joserfc.jwk import ECKey
 
+from service.credit_checks.receipt import sign_receipt
 from tests.fixtures.factories import Factory
 from tests.service.credit_checks.support import check, platform
 
@@ -89,3 +93,22 @@ def test_a_tampered_receipt_fails(client: TestClient, factory: Factory) -> None:
     assert forged != body["receipt"]
     with pytest.raises(jwt.InvalidSignatureError):
         _verify(client, forged)
+
+
+@pytest.mark.parametrize("curve", ["P-384", "P-521"])
+def test_receipts_are_signed_with_p256_only(curve: str) -> None:
+    """ES256 is P-256: a key on another curve is refused, not turned into a broken JWS."""
+    key = ECKey.generate_key(curve, parameters={"kid": "k"}, private=True)
+    with pytest.raises(ValueError, match="P-256"):
+        sign_receipt(key, {"check_id": "chk_x"})
+
+
+def test_a_receipt_is_a_compact_jws_any_es256_library_reads() -> None:
+    key = ECKey.generate_key("P-256", parameters={"kid": "k1"}, private=True)
+    token = sign_receipt(key, {"check_id": "chk_x", "uscc": "91350100M000100Y43", "n": "中文"})
+    signature = token.split(".")[2]
+    assert "=" not in token
+    assert len(base64.urlsafe_b64decode(signature + "==")) == 64  # R || S, 32 bytes each
+    decoded = jws.deserialize_compact(token, key, algorithms=["ES256"])
+    assert decoded.headers() == {"alg": "ES256", "kid": "k1", "typ": "credit-check+jwt"}
+    assert json.loads(decoded.payload)["n"] == "中文"

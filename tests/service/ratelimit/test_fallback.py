@@ -221,3 +221,13 @@ def test_acquire_many_falls_back_to_the_local_share_and_back() -> None:
     assert [d.allowed for d in shared] == [True, True]
     assert not limiter.degraded
     assert primary.inner.peek("k", plan).quota_remaining == 98
+
+
+def test_acquire_many_of_nothing_asks_nobody() -> None:
+    primary = FlakyPrimary()
+    primary.down = False
+    limiter = FallbackLimiter(
+        primary, InProcessLimiter(), nodes=2, quota_fail_closed=False, cooldown=1.0
+    )
+    assert limiter.acquire_many([]) == []
+    assert primary.calls == 0
