@@ -39,6 +39,13 @@ oauth2_scheme = OAuth2(
 REALM = 'realm="creditshare"'
 
 
+# RFC 6750 section 3.1: no error code when no credentials were sent at all.
+_CHALLENGE_ERRORS: dict[str, str | None] = {
+    "missing_token": None,
+    "not_bearer": "invalid_request",
+}
+
+
 def _unauthorized(error: str | None) -> ProblemError:
     challenge = f"Bearer {REALM}" + (f', error="{error}"' if error else "")
     return ProblemError("unauthorized", headers={"WWW-Authenticate": challenge})
@@ -47,22 +54,14 @@ def _unauthorized(error: str | None) -> ProblemError:
 def authenticate(request: Request, authorization: str | None) -> Principal:
     """The principal behind the bearer token in the Authorization header (never the query)."""
     ctx: RequestAudit | None = getattr(request.state, "audit", None)
-    if not authorization:
-        if ctx is not None:
-            ctx.details["auth_error"] = "missing_token"
-        raise _unauthorized(None)
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        if ctx is not None:
-            ctx.details["auth_error"] = "not_bearer"
-        raise _unauthorized("invalid_request")
     verifier: TokenVerifier = request.app.state.token_verifier
     try:
-        principal = verifier.principal(verifier.validate(token.strip()))
+        principal = verifier.bearer_principal(authorization)
     except TokenRejected as exc:
         if ctx is not None:
             ctx.details["auth_error"] = exc.reason
-        raise _unauthorized("invalid_token") from None
+        error = _CHALLENGE_ERRORS.get(exc.reason, "invalid_token")
+        raise _unauthorized(error) from None
     if ctx is not None:
         ctx.set_actor(principal.client_id, principal.name, principal.kind)
     request.state.principal = principal

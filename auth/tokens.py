@@ -121,6 +121,18 @@ class TokenVerifier:
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
 
+    def bearer_principal(self, authorization: str | None) -> Principal:
+        """The principal behind an ``Authorization: Bearer`` header (RFC 6750 section 2.1;
+        never the query). Raises ``TokenRejected`` with reason ``missing_token`` (no header),
+        ``not_bearer`` (another scheme or no token) or the token's own reason."""
+        if not authorization:
+            raise TokenRejected("missing_token")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise TokenRejected("not_bearer")
+        return self.principal(self.validate(token))
+
     def principal(self, token: ValidatedToken) -> Principal:
         """Combine the token with the client's current registration (scopes can only shrink)."""
         info = self._directory.client(token.client_id) or self._directory.load_client(

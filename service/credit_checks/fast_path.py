@@ -86,14 +86,10 @@ def _replay(body: bytes, ended: Message | None, receive: Receive) -> Receive:
 
 
 def _principal(verifier: TokenVerifier, authorization: bytes | None) -> Principal | None:
-    if not authorization:
-        return None
-    scheme, _, token = authorization.decode("latin-1").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        return None
     try:
-        principal = verifier.principal(verifier.validate(token))
+        principal = verifier.bearer_principal(
+            None if authorization is None else authorization.decode("latin-1")
+        )
     except TokenRejected:
         return None
     return principal if CHECK_SCOPE in principal.scopes else None

@@ -27,14 +27,13 @@ from schemas.credit_checks import (
     CreditCheckPage,
 )
 from service.credit_checks import batch, service
-from service.credit_checks.issuing import ACTION_BATCH, ACTION_CREATE, Issuer
+from service.credit_checks.issuing import ACTION_BATCH, ACTION_CREATE
 from service.credit_checks.render import batch_body, page_body
 from service.credit_checks.runner import CheckRunner, check_runner
 from service.credit_checks.single import created_headers, single_check_request
-from service.credit_checks.single_service import single_checks
+from service.credit_checks.single_service import issuers, single_checks
 from service.db.session import SessionDep, get_session
 from service.openapi_docs import STANDARD, problems
-from service.policy.cache import policy_cache
 from service.problems import ProblemError
 from service.problems.render import problem_body, wants_chinese
 from service.ratelimit.dependency import RateGate, RateGateDep
@@ -47,20 +46,6 @@ RATE_HEADERS = {
     "RateLimit-Policy": {"description": "The client's limits", "schema": {"type": "string"}},
     "RateLimit": {"description": "What is left of them", "schema": {"type": "string"}},
 }
-
-
-def _issuer(request: Request, principal: Principal) -> Issuer:
-    state = request.app.state
-    signer = state.key_store.view().token_signer
-    if signer is None:
-        raise ProblemError("service-unavailable")
-    return Issuer(
-        principal=principal,
-        policy=policy_cache(state).current(),
-        signer=signer,
-        issuer=state.settings.issuer,
-        keyring=state.keyring,
-    )
 
 
 @router.post(
@@ -134,7 +119,7 @@ def _create_batch(
     body: BatchCreate,
 ) -> tuple[bytes, dict[str, str]]:
     ctx = request.state.audit
-    issuer = _issuer(request, principal)
+    issuer = issuers(request.app.state)(principal)
     # Read and decide first, then write: the write gate (SQLite's one writer) is held
     # only for the inserts and the commit, not while a thousand receipts are signed.
     with request.app.state.sessionmaker() as reading:

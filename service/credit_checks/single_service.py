@@ -20,6 +20,7 @@ from service.credit_checks.runner import check_runner
 from service.credit_checks.single import (
     CheckRequest,
     CheckResult,
+    IssuerFor,
     forget_issued,
     issue_group,
     mark_recorded,
@@ -59,20 +60,8 @@ class SingleChecks:
     def _issue(self, requests: list[CheckRequest]) -> list[CheckResult]:
         state = self._state
         now = datetime.now(UTC)
-        signer = state.key_store.view().token_signer
-        policy = policy_cache(state).current()
+        issuer_for = issuers(state)
         plans = rate_plans(state).get
-
-        def issuer_for(principal: Principal) -> Issuer:
-            if signer is None:
-                raise ProblemError("service-unavailable")
-            return Issuer(
-                principal=principal,
-                policy=policy,
-                signer=signer,
-                issuer=state.settings.issuer,
-                keyring=state.keyring,
-            )
 
         def charge(principals: Sequence[Principal]) -> list[ChargeOutcome]:
             clients = [(p.client_id, p.rate_plan) for p in principals]
@@ -94,6 +83,26 @@ class SingleChecks:
                 forget_issued(requests)
             raise
         return group.results
+
+
+def issuers(state: Any) -> IssuerFor:
+    """Issuers under the current signing key and policy, read once (for a request or a
+    group); no signing key is ``503`` for each check asked of them."""
+    signer = state.key_store.view().token_signer
+    policy = policy_cache(state).current()
+
+    def issuer_for(principal: Principal) -> Issuer:
+        if signer is None:
+            raise ProblemError("service-unavailable")
+        return Issuer(
+            principal=principal,
+            policy=policy,
+            signer=signer,
+            issuer=state.settings.issuer,
+            keyring=state.keyring,
+        )
+
+    return issuer_for
 
 
 def single_checks(state: Any) -> SingleChecks:
