@@ -474,6 +474,22 @@ def _on_app_loop(client: TestClient, fn: Callable[[], Awaitable[T]]) -> T:
     return portal.call(fn)
 
 
+def _all_at_once(
+    client: TestClient, requests: list[tuple[dict[str, str], dict[str, Any]]]
+) -> list[Exchange]:
+    """``(headers, body)`` checks sent together on the app's loop (the fast path), so that
+    the coalescer groups them; the answers in the same order."""
+
+    async def together() -> list[Exchange]:
+        calls = [
+            _asgi(client.app, {**headers, "Content-Type": FAST}, _whole(_json(body)))
+            for headers, body in requests
+        ]
+        return list(await asyncio.gather(*calls))
+
+    return _on_app_loop(client, together)
+
+
 async def _asgi(app: Any, headers: dict[str, str], messages: list[Message]) -> Exchange:
     """One request through the whole app: envelope, fast path, route."""
     exchange = Exchange()
@@ -643,15 +659,7 @@ def test_concurrent_checks_of_several_clients_each_get_their_own_answer(
             (clients[n % 3], [*codes, unknown][n % 5]) for n in range(30)
         )
     ]
-
-    async def together() -> list[Exchange]:
-        calls = [
-            _asgi(client.app, {**headers, "Content-Type": FAST}, _whole(_json(body)))
-            for (_creds, headers), body in requests
-        ]
-        return list(await asyncio.gather(*calls))
-
-    answers = _on_app_loop(client, together)
+    answers = _all_at_once(client, [(headers, body) for (_creds, headers), body in requests])
     for ((creds, _headers), body), answer in zip(requests, answers, strict=True):
         event = _event_by_id(db, answer.headers["x-request-id"])
         assert event.actor_client_id == creds.client_id
@@ -715,15 +723,7 @@ def test_a_value_the_database_cannot_store_fails_no_other_request(
     uscc = factory.merchant()
     requests = [(bystander, _valid(uscc)) for _ in range(10)]
     requests.insert(3, (poison, {**_valid(uscc), "reference": "nul\u0000here"}))
-
-    async def together() -> list[Exchange]:
-        calls = [
-            _asgi(client.app, {**headers, "Content-Type": FAST}, _whole(_json(body)))
-            for headers, body in requests
-        ]
-        return list(await asyncio.gather(*calls))
-
-    answers = _on_app_loop(client, together)
+    answers = _all_at_once(client, requests)
     poisoned = answers.pop(3)
     assert [a.status for a in answers] == [201] * 10
     assert poisoned.status == 422, poisoned.body
@@ -748,15 +748,7 @@ def test_a_check_that_fails_on_its_own_data_fails_alone(
     other = factory.merchant()
     requests = [(bystander, _valid(other)) for _ in range(10)]
     requests.insert(4, (pii, {**_valid(shop), "consent_ref": "consent-1"}))
-
-    async def together() -> list[Exchange]:
-        calls = [
-            _asgi(client.app, {**headers, "Content-Type": FAST}, _whole(_json(body)))
-            for headers, body in requests
-        ]
-        return list(await asyncio.gather(*calls))
-
-    answers = _on_app_loop(client, together)
+    answers = _all_at_once(client, requests)
     broken = answers.pop(4)
     assert [a.status for a in answers] == [201] * 10
     assert broken.status == 500, broken.body
