@@ -92,6 +92,21 @@ def _stop(coalescer: Coalescer[int, int]) -> None:
     coalescer.stop(timeout=WAIT)
 
 
+def _pile_up(coalescer: Coalescer[int, int], recorder: Recorder, count: int) -> list[int]:
+    """Submit ``0`` and, while its group is held, ``1 .. count - 1``; release; the results.
+    The coalescer is stopped afterwards."""
+
+    async def main() -> list[int]:
+        head, tail = await _queue_behind_first(coalescer, recorder, 0, list(range(1, count)))
+        recorder.release()
+        return await asyncio.gather(head, *tail)
+
+    try:
+        return _run(main)
+    finally:
+        _stop(coalescer)
+
+
 def test_results_reach_their_own_waiter_in_submission_order() -> None:
     recorder = Recorder()
     coalescer = _coalescer(recorder)
@@ -126,16 +141,7 @@ def test_a_lone_request_is_handled_alone() -> None:
 def test_requests_that_pile_up_are_handled_in_groups_of_at_most_max_group() -> None:
     recorder = Recorder(hold=True)
     coalescer = _coalescer(recorder, max_group=16)
-
-    async def main() -> list[int]:
-        head, tail = await _queue_behind_first(coalescer, recorder, 0, list(range(1, 50)))
-        recorder.release()
-        return await asyncio.gather(head, *tail)
-
-    try:
-        assert _run(main) == [n * 2 for n in range(50)]
-    finally:
-        _stop(coalescer)
+    assert _pile_up(coalescer, recorder, 50) == [n * 2 for n in range(50)]
     sizes = [len(group) for group in recorder.groups]
     assert sizes == [1, 16, 16, 16, 1]
     assert [r for group in recorder.groups for r in group] == list(range(50))
@@ -144,16 +150,7 @@ def test_requests_that_pile_up_are_handled_in_groups_of_at_most_max_group() -> N
 def test_several_threads_never_exceed_max_group() -> None:
     recorder = Recorder(hold=True)
     coalescer = _coalescer(recorder, threads=3, max_group=7)
-
-    async def main() -> list[int]:
-        head, tail = await _queue_behind_first(coalescer, recorder, 0, list(range(1, 50)))
-        recorder.release()
-        return await asyncio.gather(head, *tail)
-
-    try:
-        assert _run(main) == [n * 2 for n in range(50)]
-    finally:
-        _stop(coalescer)
+    assert _pile_up(coalescer, recorder, 50) == [n * 2 for n in range(50)]
     sizes = [len(group) for group in recorder.groups]
     assert max(sizes) <= 7
     assert len(sizes) < 50
@@ -163,16 +160,7 @@ def test_several_threads_never_exceed_max_group() -> None:
 def test_max_group_one_handles_each_request_alone() -> None:
     recorder = Recorder(hold=True)
     coalescer = _coalescer(recorder, max_group=1)
-
-    async def main() -> list[int]:
-        head, tail = await _queue_behind_first(coalescer, recorder, 0, [1, 2, 3])
-        recorder.release()
-        return await asyncio.gather(head, *tail)
-
-    try:
-        assert _run(main) == [0, 2, 4, 6]
-    finally:
-        _stop(coalescer)
+    assert _pile_up(coalescer, recorder, 4) == [0, 2, 4, 6]
     assert recorder.groups == [[0], [1], [2], [3]]
 
 
