@@ -97,7 +97,7 @@ def write_bundle(
                 "key_id": h.key_id,
                 "created_at": h.created_at.isoformat(),
             }
-            handle.write(orjson.dumps(line) + b"\n")
+            handle.write(json_line(line))
 
     written = 0
     with (out / EVENTS).open("wb") as events, (out / LEAVES).open("wb") as leaves:
@@ -190,7 +190,7 @@ def _parse(line: bytes) -> object:
         if _LONG_NUMBER.search(line):
             return json.loads(line)
         return orjson.loads(line)
-    except ValueError:  # both libraries' decode errors are ValueErrors
+    except (ValueError, RecursionError):  # decode errors; the stdlib's nesting limit
         return None
 
 

@@ -60,21 +60,23 @@ def _clean_str(value: str) -> str:
     return value
 
 
-def _json_text(value: object) -> str:
-    """Compact JSON with sorted keys (integers beyond 64 bits fall back to the stdlib)."""
+def _dumps(value: object, *, sort_keys: bool) -> bytes:
+    """Compact UTF-8 JSON, exact for any integer (beyond 64 bits the stdlib takes over)."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else None)
     except orjson.JSONEncodeError:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False)
+        return text.encode("utf-8")
+
+
+def _json_text(value: object) -> str:
+    """Compact JSON with sorted keys."""
+    return _dumps(value, sort_keys=True).decode("utf-8")
 
 
 def json_line(value: object) -> bytes:
     """One NDJSON line (compact UTF-8 JSON and a newline), exact for any integer."""
-    try:
-        return orjson.dumps(value) + b"\n"
-    except orjson.JSONEncodeError:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-        return text.encode("utf-8") + b"\n"
+    return _dumps(value, sort_keys=False) + b"\n"
 
 
 def _clean(value: object, depth: int = 0) -> object:

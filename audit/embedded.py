@@ -18,7 +18,7 @@ from typing import Any
 
 from audit import repository as repo
 from audit.queries import AuditTrail
-from audit.sealer import Sequencer, SequencerLoop, Watermark
+from audit.sealer import DEFAULT_BATCH, Sequencer, SequencerLoop, Watermark
 from service.db.base import utcnow
 from service.db.write_gate import write_gate
 from service.readiness import Readiness
@@ -73,13 +73,16 @@ class EmbeddedSequencer:
 
     def __init__(self, runtime: Runtime, trail: AuditTrail) -> None:
         settings = runtime.settings
+        gate = write_gate(runtime.engine)
+        # Short batches only where the database has one writer; elsewhere the default
+        # batch (and ten times fewer checkpoints to sign and later verify).
         self.sequencer = Sequencer(
             runtime.sessionmaker,
             runtime.key_store,
             trail.default_origin,
-            batch_size=EMBEDDED_BATCH,
-            pause=EMBEDDED_PAUSE,
-            write_guard=write_gate(runtime.engine).hold,
+            batch_size=EMBEDDED_BATCH if gate.enabled else DEFAULT_BATCH,
+            pause=EMBEDDED_PAUSE if gate.enabled else 0.0,
+            write_guard=gate.hold,
         )
         self.loop = SequencerLoop(self.sequencer, settings.audit_seal_interval)
         self._thread: threading.Thread | None = None

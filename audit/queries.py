@@ -310,7 +310,10 @@ _UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, OverflowError)
 def _one_by_one(session: Session, first: int, last: int) -> Iterator[tuple[int, dict[str, object]]]:
     for seq in range(first, last + 1):
         try:
-            rows = repo.sealed_events(session, seq, seq)
+            events = [
+                (row.seq, public_event(row, row.seq))
+                for row in repo.sealed_events(session, seq, seq)
+            ]
         except _UNREADABLE as exc:
             yield (
                 seq,
@@ -320,8 +323,7 @@ def _one_by_one(session: Session, first: int, last: int) -> Iterator[tuple[int, 
                 },
             )
             continue
-        for row in rows:
-            yield row.seq, public_event(row, row.seq)
+        yield from events
 
 
 # ---- access log and statistics ------------------------------------------------------------

@@ -31,6 +31,7 @@ from schemas.enums import Outcome
 from schemas.uscc import normalize_uscc
 from service.db.session import SessionDep
 from service.openapi_docs import STANDARD, problems
+from service.state import state_singleton
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=problems(*STANDARD))
 
@@ -66,13 +67,13 @@ UsccPath = Annotated[str, Path(min_length=1, max_length=64, pattern=NO_CONTROL_C
 
 def _trail(request: Request) -> AuditTrail:
     state = request.app.state
-    trail: AuditTrail | None = getattr(state, "audit_trail", None)
-    if trail is None:
-        trail = AuditTrail.for_public_url(
+    return state_singleton(
+        state,
+        "audit_trail",
+        lambda: AuditTrail.for_public_url(
             state.sessionmaker, state.key_store, state.settings.public_url
-        )
-        state.audit_trail = trail
-    return trail
+        ),
+    )
 
 
 def _filters(

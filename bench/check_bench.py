@@ -260,7 +260,8 @@ def main() -> None:
         _cli(env, "db", "upgrade")
         _cli(env, "demo", "seed", "--merchants", str(args.merchants))
         seed_s = time.perf_counter() - started
-        _analyze(url)
+        if args.db == "postgres":
+            _analyze(url)
         client_id, secret, codes = _client_and_codes(url, 1000)
         result: dict[str, object] = {
             "db": args.db + ("+redis" if args.db == "postgres" else ""),

@@ -21,7 +21,13 @@ def _skip_events(session: Any, rows: Any) -> None:
     recorded after the commit, so the middleware writes nothing either)."""
 
 
+def _no_event(ctx: Any, status: int) -> dict[str, object]:
+    """Nor built: only the id a request is marked with."""
+    return {"id": "bench-no-audit"}
+
+
 batch_module.record_rows_in_session = _skip_event  # type: ignore[assignment]
 single_module.audit_repository = SimpleNamespace(insert_events=_skip_events)  # type: ignore[assignment]
+single_module.event_values = _no_event  # type: ignore[assignment]
 
 app = create_app()

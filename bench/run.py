@@ -54,7 +54,14 @@ def _last_json(output: str) -> dict[str, object]:
     return {"error": output[-300:]}
 
 
+def _failed(run: object) -> bool:
+    """A load run that got errors measured something else than checks."""
+    return isinstance(run, dict) and bool(run.get("non_2xx") or run.get("socket_errors"))
+
+
 def _row(label: str, result: dict[str, object]) -> str:
+    if _failed(result.get("check")) or _failed(result.get("bare")):
+        return f"| {label} | {result.get('merchants', '?')} | INVALID: errors in the load run | | | | | |"
     check = result.get("check") or {}
     bare = result.get("bare") or {}
     batch = result.get("batch_1000") or {}
@@ -72,7 +79,7 @@ def _audit_overhead(with_trail: dict[str, object], without: dict[str, object]) -
     on, off = with_trail.get("check") or {}, without.get("check") or {}
     assert isinstance(on, dict)
     assert isinstance(off, dict)
-    if not on.get("rps") or not off.get("rps"):
+    if not on.get("rps") or not off.get("rps") or _failed(on) or _failed(off):
         return "Audit overhead: not measured (a run failed)."
     drop = 1 - float(on["rps"]) / float(off["rps"])
     return (
@@ -85,7 +92,7 @@ def main() -> None:
     sizes = [s.strip() for s in os.environ.get("BENCH_MERCHANTS", "10000").split(",") if s.strip()]
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     load = os.getloadavg()[0]
-    token = _last_json(_python("bench.token_bench").replace("'", '"'))
+    token = _last_json(_python("bench.token_bench"))
     rows: list[str] = []
     no_audit_line = ""
     for merchants in sizes:

@@ -12,8 +12,9 @@ come from ``os.wait4``. Prints one Markdown table row per run.
 
 ``--pipeline-only`` times just the import pipeline instead, in this process: the
 lines are generated first (kept in memory, so use a modest ``--merchants``), then fed
-to a fresh database as NDJSON bytes, batch size 1000, as ``POST /v1/admin/imports``
-and ``creditshare import`` do, then fed again (all unchanged).
+to a fresh database as already split NDJSON lines, batch size 1000, through the
+pipeline ``POST /v1/admin/imports`` and ``creditshare import`` use (without their line
+splitting and numbering), then fed again (all unchanged).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ cache, measured on one core in one process (no HTTP)."""
 
 from __future__ import annotations
 
+import json
 import statistics
 import tempfile
 import time
@@ -64,4 +65,4 @@ def run() -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    print(run())
+    print(json.dumps(run()))

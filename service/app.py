@@ -55,6 +55,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             for start in app.state.background_starters:
                 start()
         except BaseException:
+            for stop in app.state.background_stoppers:
+                stop()
             runtime.close()
             raise
         try:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
-_lock = threading.Lock()
+_lock = threading.RLock()  # a builder may ask for another singleton
 
 
 def state_singleton(state: Any, attribute: str, build: Callable[[], T]) -> T:

@@ -2,7 +2,7 @@
 
 The purpose is checked once for the whole batch (403). Malformed codes become 422 items
 and cost nothing; every other item costs one check of the quota, all or nothing (429 for
-the whole batch; ``service.ratelimit.dependency`` says how a batch is charged to the
+the whole batch; ``service.ratelimit.charging`` says how a batch is charged to the
 burst bucket), unknown merchants included (404 items). One query reads every merchant
 and its counting records; checks and audit events are inserted with one statement each.
 

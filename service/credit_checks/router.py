@@ -36,7 +36,8 @@ from service.db.session import SessionDep, get_session
 from service.openapi_docs import STANDARD, problems
 from service.problems import ProblemError
 from service.problems.render import problem_body, wants_chinese
-from service.ratelimit.dependency import RateGate, RateGateDep
+from service.ratelimit.charging import RateGate
+from service.ratelimit.dependency import RateGateDep
 
 router = APIRouter(prefix="/v1", tags=["credit checks"], responses=problems(*STANDARD))
 JSON = "application/json"

@@ -15,13 +15,14 @@ Measured with ``bench/check_bench.py`` (see ``bench/RESULTS.md``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from functools import partial
 from typing import Any, TypeVar
 
 import anyio
 from sqlalchemy import Engine
 
+from service.db.engine import is_sqlite
 from service.db.write_gate import write_gate
 from service.state import state_singleton
 
@@ -33,14 +34,13 @@ SERVER_DB_THREADS = 8
 
 class CheckRunner:
     def __init__(self, engine: Engine) -> None:
-        sqlite = engine.dialect.name == "sqlite"
-        self._threads = SQLITE_THREADS if sqlite else SERVER_DB_THREADS
+        self._threads = SQLITE_THREADS if is_sqlite(engine) else SERVER_DB_THREADS
         self._limiter: anyio.CapacityLimiter | None = None
-        self._gate = write_gate(engine) if sqlite else None
+        self._gate = write_gate(engine)
 
     def transaction_guard(self) -> AbstractContextManager[Any]:
         """Held around a check's transaction: SQLite's one writer at a time."""
-        return nullcontext() if self._gate is None else self._gate.hold()
+        return self._gate.hold()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._limiter is None:  # created on the event loop that uses it

@@ -46,7 +46,7 @@ from service.credit_checks.issuing import (
 )
 from service.policy.engine import policy_day
 from service.problems import ProblemError
-from service.ratelimit.dependency import ChargeOutcome
+from service.ratelimit.charging import ChargeOutcome
 
 LEGACY_REASON = "checksum"
 log = logging.getLogger("creditshare.checks")

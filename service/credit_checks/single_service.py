@@ -26,9 +26,10 @@ from service.credit_checks.single import (
     mark_recorded,
     store_group,
 )
+from service.db.engine import is_sqlite
 from service.policy.cache import policy_cache
 from service.problems import ProblemError
-from service.ratelimit.dependency import ChargeOutcome, charge_each
+from service.ratelimit.charging import ChargeOutcome, charge_each
 from service.state import state_singleton
 from service.usage.plans import rate_plans
 
@@ -43,10 +44,9 @@ MAX_GROUP = 128
 class SingleChecks:
     def __init__(self, state: Any) -> None:
         self._state = state
-        sqlite = state.engine.dialect.name == "sqlite"
         self._coalescer: Coalescer[CheckRequest, CheckResult] = Coalescer(
             self._issue,
-            threads=SQLITE_WORKERS if sqlite else SERVER_DB_WORKERS,
+            threads=SQLITE_WORKERS if is_sqlite(state.engine) else SERVER_DB_WORKERS,
             max_group=MAX_GROUP,
             name="credit-checks",
         )

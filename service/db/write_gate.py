@@ -22,6 +22,8 @@ from contextlib import contextmanager
 
 from sqlalchemy import Engine
 
+from service.db.engine import is_sqlite
+
 
 class WriteGate:
     """``enabled``: a thread lock at least, and ``flock`` on ``lock_path`` while usable."""
@@ -70,21 +72,15 @@ _gates: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary
 _gates_lock = threading.Lock()
 
 
-def _lock_path(engine: Engine) -> str | None:
-    if engine.dialect.name != "sqlite":
-        return None
-    database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return f"{database}-writegate"
-
-
-def _shared_sqlite_file(engine: Engine) -> bool:
-    """A SQLite database other connections can open (not a private in-memory one)."""
-    if engine.dialect.name != "sqlite":
-        return False
-    database = engine.url.database
-    return bool(database) and database != ":memory:" and "mode=memory" not in str(database)
+def _gate_for(engine: Engine) -> WriteGate:
+    """Disabled off SQLite and for a private in-memory database; a thread lock for a
+    ``file:`` URI (no plain path to put a lock file beside); thread lock + ``flock`` else."""
+    database = engine.url.database or ""
+    if not is_sqlite(engine) or database in ("", ":memory:") or "mode=memory" in database:
+        return WriteGate(None, enabled=False)
+    if database.startswith("file:"):
+        return WriteGate(None, enabled=True)
+    return WriteGate(f"{database}-writegate")
 
 
 def write_gate(engine: Engine) -> WriteGate:
@@ -92,6 +88,6 @@ def write_gate(engine: Engine) -> WriteGate:
     with _gates_lock:
         gate = _gates.get(engine)
         if gate is None:
-            gate = WriteGate(_lock_path(engine), enabled=_shared_sqlite_file(engine))
+            gate = _gate_for(engine)
             _gates[engine] = gate
         return gate

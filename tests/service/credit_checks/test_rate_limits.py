@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from service.problems import ProblemError
 from service.ratelimit import InProcessLimiter, LimiterUnavailable, RatePlan
 from service.ratelimit.base import Charge
+from service.ratelimit.charging import RateGate, charged_plan
 from service.ratelimit.decision import Decision
-from service.ratelimit.dependency import RateGate, charged_plan
 from tests.fixtures.factories import Factory, random_uscc
 from tests.service.credit_checks.support import check, ensure_plan, platform, used_today
 

@@ -1,0 +1,140 @@
+"""Charging a client's rate plan: the limiter's decisions as response headers or problems.
+
+Framework-free: routes get a :class:`RateGate` from ``service.ratelimit.dependency`` and
+call :meth:`RateGate.charge` only once the request has passed validation, so that an
+invalid request costs nothing (which is why this is not a middleware); a group of single
+checks is charged with :func:`charge_each`. A refusal is ``429`` with ``Retry-After`` and the rate-limit
+headers; a limiter that cannot be reached is ``503 service-unavailable``. The headers of
+an admitted request are returned for the route to put on its response.
+
+Costing rule for batches. A batch of ``n`` checks costs ``n`` units of the daily quota
+(each item is a check) but only ``min(n, burst)`` units of the burst bucket: the bucket
+protects the service from request floods, and one set-based batch request is far
+cheaper to serve than ``n`` single ones. A batch larger than the burst therefore needs a
+full bucket and drains it, so a client still cannot send more than about one such batch
+per ``burst / requests_per_second`` seconds. This is done with the limiter's own atomic
+``acquire`` by charging against a plan with the same bucket capacity in time
+(``burst * T``) whose emission interval is ``T * burst / n``: ``n`` units of it take
+exactly the ``burst * T`` of the real bucket, while the quota counts ``n``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from service.problems import ProblemError
+from service.ratelimit.base import Charge, CostExceedsPlan, Limiter, LimiterUnavailable
+from service.ratelimit.decision import Decision
+from service.ratelimit.headers import ratelimit_headers
+from service.ratelimit.plans import MICROS, RatePlan
+
+UNAVAILABLE_RETRY_AFTER = "1"
+
+
+def client_key(client_id: str) -> str:
+    """The limiter key of a client (shared by every node)."""
+    return f"client:{client_id}"
+
+
+def charged_plan(plan: RatePlan, cost: int) -> RatePlan:
+    """The plan to charge ``cost`` units against (see the module docstring)."""
+    if cost <= plan.burst:
+        return plan
+    rate = min(float(MICROS), plan.requests_per_second * cost / plan.burst)
+    return RatePlan(
+        name=plan.name, requests_per_second=rate, burst=cost, daily_quota=plan.daily_quota
+    )
+
+
+def _in_plan_units(decision: Decision, plan: RatePlan, charged: RatePlan) -> Decision:
+    """Report burst tokens in units of the real plan, not of the derived one."""
+    if charged is plan:
+        return decision
+    remaining = decision.limit_remaining * charged.emission_interval_us // plan.emission_interval_us
+    return replace(decision, limit_remaining=min(plan.burst, remaining))
+
+
+def unavailable() -> ProblemError:
+    return ProblemError("service-unavailable", headers={"Retry-After": UNAVAILABLE_RETRY_AFTER})
+
+
+def admitted(plan: RatePlan, charged: RatePlan, decision: Decision) -> dict[str, str]:
+    """The response headers of an admitted charge; ``ProblemError`` (429) if refused."""
+    headers = ratelimit_headers(plan, _in_plan_units(decision, plan, charged))
+    if not decision.allowed:
+        slug = "quota-exceeded" if decision.reason == "quota" else "rate-limited"
+        raise ProblemError(slug, headers=headers)
+    return headers
+
+
+ChargeOutcome = dict[str, str] | ProblemError
+"""The headers of an admitted charge, or the problem that refused it."""
+
+
+def charge_each(
+    limiter: Limiter, plans: Callable[[str], RatePlan], clients: Sequence[tuple[str, str]]
+) -> list[ChargeOutcome]:
+    """One check charged to each ``(client_id, plan name)``, in order, with one call to the
+    limiter (one Redis round trip): what :meth:`RateGate.charge` answers for each."""
+    outcomes: list[ChargeOutcome] = [{} for _ in clients]
+    charged: list[tuple[int, RatePlan]] = []
+    charges: list[Charge] = []
+    for index, (client_id, plan_name) in enumerate(clients):
+        try:
+            plan = plans(plan_name)
+        except ProblemError as problem:  # a stored plan that cannot be used (503)
+            outcomes[index] = problem
+            continue
+        charged.append((index, plan))
+        charges.append((client_key(client_id), plan, 1))
+    if not charges:
+        return outcomes
+    try:
+        decisions = limiter.acquire_many(charges)
+    except LimiterUnavailable:
+        for index, _ in charged:
+            outcomes[index] = unavailable()
+        return outcomes
+    for (index, plan), decision in zip(charged, decisions, strict=True):
+        try:
+            outcomes[index] = admitted(plan, plan, decision)
+        except ProblemError as refusal:
+            outcomes[index] = refusal
+    return outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class RateGate:
+    """One client's access to its rate plan for the current request."""
+
+    limiter: Limiter
+    plans: Callable[[str], RatePlan]
+    key: str
+    plan_name: str
+
+    def plan(self) -> RatePlan:
+        return self.plans(self.plan_name)
+
+    def charge(self, cost: int = 1) -> dict[str, str]:
+        """Charge ``cost`` checks (all or nothing); the headers for the response.
+
+        Raises ``ProblemError`` ``rate-limited``/``quota-exceeded`` (429) when refused,
+        ``service-unavailable`` (503) when the limiter cannot be reached.
+        """
+        plan = self.plan()
+        charged = charged_plan(plan, cost)
+        try:
+            decision = self.limiter.acquire(self.key, charged, cost)
+        except (LimiterUnavailable, CostExceedsPlan):
+            # CostExceedsPlan cannot happen with charged_plan; never admit on a doubt.
+            raise unavailable() from None
+        return admitted(plan, charged, decision)
+
+    def peek(self) -> tuple[RatePlan, Decision]:
+        """The plan and the current state, charging nothing."""
+        plan = self.plan()
+        try:
+            return plan, self.limiter.peek(self.key, plan)
+        except LimiterUnavailable:
+            raise unavailable() from None
