@@ -65,6 +65,9 @@ class SecretRotated(BaseModel):
     secret_rotated_at: datetime
 
 
+MAX_REFILL_SECONDS = 30 * 24 * 3600
+
+
 class RatePlanIn(StrictModel):
     requests_per_second: float = Field(ge=0.001, le=100_000, strict=True)
     burst: int = Field(ge=1, le=1_000_000, strict=True)
@@ -72,8 +75,9 @@ class RatePlanIn(StrictModel):
 
     @model_validator(mode="after")
     def _refill_period_is_bounded(self) -> RatePlanIn:
-        # A full burst must refill within 30 days: the limiter keeps its state that long at most.
-        if self.burst / self.requests_per_second > 30 * 86_400:
+        # A product limit: a full burst refills within 30 days (MAX_REFILL_SECONDS). A plan
+        # that takes longer is a quota in disguise, which daily_quota says more plainly.
+        if self.burst / self.requests_per_second > MAX_REFILL_SECONDS:
             raise ValueError("burst / requests_per_second must not exceed 30 days")
         return self
 

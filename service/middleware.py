@@ -101,6 +101,7 @@ class RequestEnvelopeMiddleware:
         state["audit"] = ctx
         state["request_id"] = request_id
         chinese = wants_chinese(headers.get(b"accept-language"))
+        state["chinese"] = chinese  # for raw ASGI paths inside (service.credit_checks.fast_path)
         audited = path.startswith(AUDITED_PREFIXES)
         limit = self.large_body_paths.get(path, self.max_body_bytes)
         status_holder = {"status": 500, "started": False, "replaced": False}

@@ -34,29 +34,30 @@ from service.credit_checks.single import (
     CheckRequest,
     CheckResult,
     created_headers,
+    refused,
     single_check_request,
 )
 from service.credit_checks.single_service import single_checks
 from service.problems import ProblemError
 from service.problems.handlers import DATABASE_RETRY_AFTER
-from service.problems.render import PROBLEM_CONTENT_TYPE, problem_body, wants_chinese
+from service.problems.render import PROBLEM_CONTENT_TYPE, problem_body
 
 PATH = "/v1/credit-checks"
 ROUTE_NAME = "credit_checks.create"
 JSON_TYPE = b"application/json"
 CHECK_SCOPE = OAuthScope.CREDIT_CHECK.value
 UNAVAILABLE = "service-unavailable"
-_READ_HEADERS = (b"content-type", b"authorization", b"accept-language")
+_READ_HEADERS = (b"content-type", b"authorization")
 
 
-def _headers(scope: Scope) -> tuple[bytes | None, bytes | None, bytes | None]:
-    """content-type, authorization, accept-language: the first of each, even if empty, as
-    Starlette's ``request.headers.get`` reads them."""
+def _headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
+    """content-type and authorization: the first of each, even if empty, as Starlette's
+    ``request.headers.get`` reads them (the envelope has read the language already)."""
     found: dict[bytes, bytes] = {}
     for name, value in scope["headers"]:
         if name in _READ_HEADERS and name not in found:
             found[name] = value
-    return found.get(b"content-type"), found.get(b"authorization"), found.get(b"accept-language")
+    return found.get(b"content-type"), found.get(b"authorization")
 
 
 async def _read_body(receive: Receive) -> tuple[bytes, Message | None]:
@@ -124,7 +125,7 @@ class FastCheckMiddleware:
         if admitted is None:
             await self.app(scope, _replay(body, ended, receive), send)
             return
-        check, language = admitted
+        check, chinese = admitted
         app_state = scope["app"].state
         scope["route"] = self._route_of(scope["app"])
         try:
@@ -134,24 +135,16 @@ class FastCheckMiddleware:
                 "database unavailable",
                 extra={"request_id": check.ctx.request_id, "error": type(exc).__name__},
             )
-            check.ctx.details["problem"] = UNAVAILABLE
-            result = CheckResult(
-                503, headers={"Retry-After": DATABASE_RETRY_AFTER}, problem=UNAVAILABLE
-            )
+            unavailable = ProblemError(UNAVAILABLE, headers={"Retry-After": DATABASE_RETRY_AFTER})
+            result = refused(check.ctx, unavailable)
         except ProblemError as problem:  # e.g. no verdict policy stored: as the route's 503
-            check.ctx.details["problem"] = problem.slug
-            result = CheckResult(
-                problem.status,
-                headers=problem.headers,
-                problem=problem.slug,
-                problem_extra=problem.extra or None,
-            )
-        status, headers, content = self._response(app_state, check.ctx, result, language)
+            result = refused(check.ctx, problem)
+        status, headers, content = self._response(app_state, check.ctx, result, chinese)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    def _admit(self, scope: Scope, body: bytes) -> tuple[CheckRequest, bytes | None] | None:
-        content_type, authorization, language = _headers(scope)
+    def _admit(self, scope: Scope, body: bytes) -> tuple[CheckRequest, bool] | None:
+        content_type, authorization = _headers(scope)
         data = _body(content_type, body)
         if data is None:
             return None
@@ -171,7 +164,7 @@ class FastCheckMiddleware:
         ctx.action = ACTION_CREATE
         ctx.purpose = check.purpose
         request_state["principal"] = principal
-        return check, language
+        return check, bool(request_state.get("chinese", False))
 
     def _route_of(self, app: Any) -> object | None:
         """The route this path stands in for (metrics name requests by its template)."""
@@ -183,7 +176,7 @@ class FastCheckMiddleware:
 
     @staticmethod
     def _response(
-        app_state: Any, ctx: RequestAudit, result: CheckResult, language: bytes | None
+        app_state: Any, ctx: RequestAudit, result: CheckResult, chinese: bool
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         if result.problem is None:
             assert result.body is not None
@@ -194,7 +187,7 @@ class FastCheckMiddleware:
                 base_url=app_state.settings.public_url,
                 slug=result.problem,
                 request_id=ctx.request_id,
-                chinese=wants_chinese(None if language is None else language.decode("latin-1")),
+                chinese=chinese,
                 extra=result.problem_extra,
             )
             media_type, extra = PROBLEM_CONTENT_TYPE.encode(), result.headers

@@ -126,7 +126,8 @@ def note_issued(ctx: RequestAudit, check: IssuedCheck, consent_ref: str | None) 
         ctx.details.update(personal_data="unmasked", consent_ref=consent_ref)
 
 
-def _refused(ctx: RequestAudit, problem: ProblemError) -> CheckResult:
+def refused(ctx: RequestAudit, problem: ProblemError) -> CheckResult:
+    """A problem as a request's answer, noted for its audit event as the handlers note it."""
     ctx.details["problem"] = problem.slug
     return CheckResult(
         problem.status,
@@ -207,15 +208,15 @@ def issue_group(
     for request, issuer in zip(requests, prepared, strict=True):
         ctx = request.ctx
         if isinstance(issuer, ProblemError):
-            result = _refused(ctx, issuer)
+            result = refused(ctx, issuer)
         else:
             ctx.uscc = request.code
             charge = next(charges)
             subject = subjects.get(request.code)
             if isinstance(charge, ProblemError):
-                result = _refused(ctx, charge)
+                result = refused(ctx, charge)
             elif subject is None:
-                result = _refused(ctx, ProblemError("merchant-not-found", headers=charge))
+                result = refused(ctx, ProblemError("merchant-not-found", headers=charge))
             else:
                 try:
                     result, check = _issue_one(
@@ -224,7 +225,7 @@ def issue_group(
                 except Exception:  # this check only (e.g. personal data that will not decrypt)
                     log.exception("check failed", extra={"request_id": ctx.request_id})
                     forget_issued([request])
-                    result = _refused(ctx, ProblemError("internal-error"))
+                    result = refused(ctx, ProblemError("internal-error"))
                 else:
                     rows.append(check.row)
         results.append(result)
