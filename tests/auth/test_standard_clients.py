@@ -63,8 +63,8 @@ def twin(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         settings.redis_url,
         tmp_path_factory.mktemp("twin"),
         MASTER_KEY,
+        public_url=settings.public_url,
     )
-    env["CREDITSHARE_PUBLIC_URL"] = settings.public_url
     with live_server(env) as base:
         yield base
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -62,8 +64,6 @@ def test_checks_under_load_survive_redis_stopping(
 ) -> None:
     """Redis is killed while checks are being made: every request still gets a clean answer
     (201 from the per-node fallback), none a 5xx."""
-    import threading
-
     uscc = factory.merchant()
     with redis_process(tmp_path) as redis_server:
         app = create_app(make_settings(settings.effective_database_url, redis_server.url, tmp_path))
@@ -81,18 +81,25 @@ def test_checks_under_load_survive_redis_stopping(
                     )
                     statuses.append(response.status_code)
 
+            def wait_for(count: int, when: str) -> None:
+                deadline = time.monotonic() + 30
+                while len(statuses) < count:
+                    assert time.monotonic() < deadline, (
+                        f"only {len(statuses)} of {count} answers {when} within 30 s: "
+                        f"{sorted(set(statuses))}"
+                    )
+                    time.sleep(0.01)
+
             workers = [threading.Thread(target=hammer) for _ in range(4)]
             for worker in workers:
                 worker.start()
-            while len(statuses) < 20:
-                threading.Event().wait(0.01)
-            redis_server.stop()
-            seen = len(statuses)
-            while len(statuses) < seen + 40:
-                threading.Event().wait(0.01)
-            stop.set()
-            for worker in workers:
-                worker.join()
-            assert statuses
+            try:
+                wait_for(20, "before Redis stopped")
+                redis_server.stop()
+                wait_for(len(statuses) + 40, "after Redis stopped")
+            finally:
+                stop.set()
+                for worker in workers:
+                    worker.join()
             assert all(status < 500 for status in statuses), sorted(set(statuses))
             assert statuses[-10:] == [201] * 10

@@ -15,7 +15,7 @@ import pytest
 from service.settings import Settings
 from tests.conftest import MASTER_KEY
 from tests.fixtures.factories import Factory
-from tests.fixtures.servers import free_port, server_env
+from tests.fixtures.servers import free_port, server_env, wait_healthy
 
 
 def test_in_flight_batch_completes_on_sigterm(
@@ -29,8 +29,8 @@ def test_in_flight_batch_completes_on_sigterm(
         settings.redis_url,
         tmp_path_factory.mktemp("graceful"),
         MASTER_KEY,
+        public_url=settings.public_url,
     )
-    env["CREDITSHARE_PUBLIC_URL"] = settings.public_url
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
         env={**os.environ, **env},
@@ -39,13 +39,7 @@ def test_in_flight_batch_completes_on_sigterm(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_healthy(process, base)
         items = [{"uscc": codes[i % len(codes)]} for i in range(1000)]
         results: list[int] = []
 
@@ -58,10 +52,22 @@ def test_in_flight_batch_completes_on_sigterm(
             )
             results.append(response.status_code)
 
+        def charged() -> bool:
+            response = httpx.get(f"{base}/v1/usage", headers=headers)
+            assert response.status_code == 200, response.text
+            return int(response.json()["used_today"]) > 0
+
         worker = threading.Thread(target=batch)
         worker.start()
-        time.sleep(0.15)
+        # The batch charges the client's quota before it checks and stores the items: once
+        # /v1/usage shows the charge, the server is handling the batch.
+        deadline = time.monotonic() + 30
+        while not charged():
+            assert worker.is_alive(), f"the batch ended before it was seen in flight: {results}"
+            assert time.monotonic() < deadline, "the batch was not seen in flight within 30 s"
+            time.sleep(0.01)
         process.send_signal(signal.SIGTERM)
+        assert worker.is_alive(), "the batch finished before SIGTERM: nothing was in flight"
         worker.join(timeout=60)
         assert results == [200]
         # uvicorn finishes the in-flight work, then re-raises the signal it caught.

@@ -11,13 +11,12 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from service.db.base import utcnow
-from service.models import RatePlanRow
 from service.settings import Settings
 from tests.conftest import MASTER_KEY
 from tests.fixtures.databases import using_postgres
 from tests.fixtures.factories import Factory
 from tests.fixtures.servers import live_server, server_env
+from tests.service.credit_checks.support import ensure_plan
 
 pytestmark = pytest.mark.skipif(
     not using_postgres(),
@@ -37,24 +36,11 @@ def nodes(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 settings.redis_url,
                 tmp_path_factory.mktemp(f"node{index}"),
                 MASTER_KEY,
+                public_url=settings.public_url,
             )
-            env["CREDITSHARE_PUBLIC_URL"] = settings.public_url
             env["CREDITSHARE_RATELIMIT_NODES"] = "2"
             bases.append(stack.enter_context(live_server(env)))
         yield bases
-
-
-def _plan(factory: Factory, name: str, *, rps: float, burst: int, quota: int) -> None:
-    with factory.sessionmaker() as session, session.begin():
-        session.merge(
-            RatePlanRow(
-                name=name,
-                requests_per_second=rps,
-                burst=burst,
-                daily_quota=quota,
-                updated_at=utcnow(),
-            )
-        )
 
 
 def _hammer(
@@ -71,17 +57,13 @@ def _hammer(
 
 
 def test_daily_quota_is_exact_across_nodes(nodes: list[str], factory: Factory) -> None:
-    _plan(factory, "tiny-quota", rps=10_000, burst=10_000, quota=25)
-    headers = factory.headers("credit:check", rate_plan="tiny-quota")
-    uscc = factory.merchant()
-    statuses = _hammer(nodes, headers, {"uscc": uscc, "purpose": "ONBOARDING"}, 80)
+    plan = ensure_plan(factory, "tiny-quota", rate=10_000, burst=10_000, quota=25)
+    headers = factory.headers("credit:check", rate_plan=plan)
+    body = {"uscc": factory.merchant(), "purpose": "ONBOARDING"}
+    statuses = _hammer(nodes, headers, body, 80)
     assert statuses[201] == 25, statuses
     assert statuses[429] == 55, statuses
-    refused = httpx.post(
-        f"{nodes[0]}/v1/credit-checks",
-        json={"uscc": uscc, "purpose": "ONBOARDING"},
-        headers=headers,
-    )
+    refused = httpx.post(f"{nodes[0]}/v1/credit-checks", json=body, headers=headers)
     assert refused.json()["type"].endswith("/problems/quota-exceeded")
     assert int(refused.headers["retry-after"]) >= 1
     usage = httpx.get(f"{nodes[1]}/v1/usage", headers=headers).json()
@@ -89,16 +71,12 @@ def test_daily_quota_is_exact_across_nodes(nodes: list[str], factory: Factory) -
 
 
 def test_burst_is_exact_across_nodes(nodes: list[str], factory: Factory) -> None:
-    _plan(factory, "tiny-burst", rps=0.01, burst=12, quota=100_000)
-    headers = factory.headers("credit:check", rate_plan="tiny-burst")
-    uscc = factory.merchant()
-    statuses = _hammer(nodes, headers, {"uscc": uscc, "purpose": "ONBOARDING"}, 40)
+    plan = ensure_plan(factory, "tiny-burst", rate=0.01, burst=12, quota=100_000)
+    headers = factory.headers("credit:check", rate_plan=plan)
+    body = {"uscc": factory.merchant(), "purpose": "ONBOARDING"}
+    statuses = _hammer(nodes, headers, body, 40)
     assert statuses[201] == 12, statuses
     assert statuses[429] == 28, statuses
-    refused = httpx.post(
-        f"{nodes[1]}/v1/credit-checks",
-        json={"uscc": uscc, "purpose": "ONBOARDING"},
-        headers=headers,
-    )
+    refused = httpx.post(f"{nodes[1]}/v1/credit-checks", json=body, headers=headers)
     assert refused.json()["type"].endswith("/problems/rate-limited")
     assert "ratelimit" in {k.lower() for k in refused.headers}

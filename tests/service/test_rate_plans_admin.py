@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from service.db.base import utcnow
-from service.models import RatePlanRow
 from tests.fixtures.factories import Factory
+from tests.service.credit_checks.support import ensure_plan
 
 
 @pytest.mark.parametrize(
@@ -28,17 +27,9 @@ def test_unusable_plans_are_refused(
 
 
 def test_a_broken_stored_plan_is_a_503_not_a_500(client: TestClient, factory: Factory) -> None:
-    with factory.sessionmaker() as session, session.begin():
-        session.merge(
-            RatePlanRow(
-                name="broken-plan",
-                requests_per_second=5e-324,
-                burst=1,
-                daily_quota=1,
-                updated_at=utcnow(),
-            )
-        )
-    headers = factory.headers("credit:check", rate_plan="broken-plan")
+    # Stored directly: the admin API refuses this plan (see above).
+    plan = ensure_plan(factory, "broken-plan", rate=5e-324, burst=1, quota=1)
+    headers = factory.headers("credit:check", rate_plan=plan)
     response = client.post(
         "/v1/credit-checks",
         json={"uscc": factory.merchant(), "purpose": "ONBOARDING"},
