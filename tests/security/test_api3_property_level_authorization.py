@@ -3,73 +3,129 @@ no excessive data exposure."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from fastapi.testclient import TestClient
 
+from service.ids import new_id
 from tests.fixtures.factories import Factory, random_uscc
+from tests.service.credit_checks.support import domain_default
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "scopes", "body"),
-    [
-        (
-            "POST",
-            "/v1/credit-checks",
-            "credit:check",
-            {"uscc": "91440300708461136T", "purpose": "ONBOARDING", "verdict": "CLEAR"},
-        ),
-        (
-            "POST",
-            "/v1/credit-checks/batch",
-            "credit:check",
-            {"purpose": "ONBOARDING", "items": [{"uscc": "91440300708461136T", "client_id": "x"}]},
-        ),
-        (
-            "POST",
-            "/v1/admin/clients",
-            "admin:clients",
-            {"name": "x", "scopes": ["credit:check"], "purposes": [], "client_secret": "mine"},
-        ),
-        ("PATCH", "/v1/admin/clients/cs_nonexistent", "admin:clients", {"client_id": "cs_other"}),
-        (
-            "PATCH",
-            "/v1/admin/clients/cs_nonexistent",
-            "admin:clients",
-            {"secret_hash": "sha256$00"},
-        ),
-        (
-            "PUT",
-            "/v1/admin/rate-plans/mass",
-            "admin:clients",
-            {"requests_per_second": 1, "burst": 1, "daily_quota": 1, "owner": "x"},
-        ),
-        (
-            "POST",
-            "/v1/admin/records",
-            "admin:data",
-            {"uscc": "91440300708461136T", "id": "rec_mine", "version": 99},
-        ),
-        ("POST", "/v1/audit/verify", "audit:read", {"from_seq": 1, "ok": True}),
-        (
-            "PUT",
-            "/v1/admin/policy",
-            "admin:data",
-            {"version": 99, "matrix": {}, "registration_status": {}},
-        ),
-    ],
-)
+def _record(factory: Factory) -> dict[str, Any]:
+    """A complete, valid ``RecordCreate`` body for a merchant that exists."""
+    return {
+        "source": "market_regulation",
+        "source_record_id": new_id("src"),
+        "uscc": factory.merchant(),
+        "category": "ADMINISTRATIVE_PENALTY",
+        "severity": "GENERAL",
+        "authority": "天津市和平区市场监督管理局",
+        "document_no": "津和市监罚〔2026〕12号",
+        "decided_on": "2026-06-01",
+        "publicity_until": "2027-06-01",
+        "summary": "未按规定公示年度报告，罚款5000元",
+    }
+
+
+UnknownFieldCase = tuple[str, str, str, Callable[[Factory], dict[str, Any]], set[str]]
+
+# Each body is valid for its operation except for the unknown (often privileged) fields, so
+# the only acceptable refusal names exactly those fields.
+CASES: list[UnknownFieldCase] = [
+    (
+        "POST",
+        "/v1/credit-checks",
+        "credit:check",
+        lambda f: {"uscc": "91440300708461136T", "purpose": "ONBOARDING", "verdict": "CLEAR"},
+        {"verdict"},
+    ),
+    (
+        "POST",
+        "/v1/credit-checks/batch",
+        "credit:check",
+        lambda f: {
+            "purpose": "ONBOARDING",
+            "items": [{"uscc": "91440300708461136T", "client_id": "x"}],
+        },
+        {"items[0].client_id"},
+    ),
+    (
+        "POST",
+        "/v1/admin/clients",
+        "admin:clients",
+        lambda f: {
+            "name": "x",
+            "scopes": ["credit:check"],
+            "purposes": [],
+            "client_secret": "mine",
+        },
+        {"client_secret"},
+    ),
+    (
+        "PATCH",
+        "/v1/admin/clients/cs_nonexistent",
+        "admin:clients",
+        lambda f: {"name": "renamed", "client_id": "cs_other"},
+        {"client_id"},
+    ),
+    (
+        "PATCH",
+        "/v1/admin/clients/cs_nonexistent",
+        "admin:clients",
+        lambda f: {"status": "active", "secret_hash": "sha256$00"},
+        {"secret_hash"},
+    ),
+    (
+        "PUT",
+        "/v1/admin/rate-plans/mass",
+        "admin:clients",
+        lambda f: {"requests_per_second": 1.0, "burst": 1, "daily_quota": 1, "owner": "x"},
+        {"owner"},
+    ),
+    (
+        "POST",
+        "/v1/admin/records",
+        "admin:data",
+        lambda f: {**_record(f), "id": "rec_mine", "version": 99},
+        {"id", "version"},
+    ),
+    (
+        "POST",
+        "/v1/audit/verify",
+        "audit:read",
+        lambda f: {"from_seq": 1, "ok": True},
+        {"ok"},
+    ),
+    (
+        "PUT",
+        "/v1/admin/policy",
+        "admin:data",
+        lambda f: {**domain_default(), "version": 99, "created_by": "migration"},
+        {"version", "created_by"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "scopes", "body", "unknown"), CASES)
 def test_unknown_fields_are_refused(
     client: TestClient,
     factory: Factory,
     method: str,
     path: str,
     scopes: str,
-    body: dict[str, object] | None,
+    body: Callable[[Factory], dict[str, Any]],
+    unknown: set[str],
 ) -> None:
     headers = factory.headers(scopes)
-    response = client.request(method, path, json=body, headers=headers)
+    response = client.request(method, path, json=body(factory), headers=headers)
     assert response.status_code == 422, response.text
     assert response.headers["content-type"].startswith("application/problem+json")
+    problem = response.json()
+    assert problem["type"].endswith("/problems/validation-failed")
+    assert {error["field"] for error in problem["errors"]} == unknown, response.text
 
 
 def test_client_views_never_expose_secret_material(client: TestClient, factory: Factory) -> None:

@@ -5,23 +5,13 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from service.db.base import utcnow
-from service.models import RatePlanRow
 from tests.fixtures.factories import Factory
+from tests.service.credit_checks.support import ensure_plan
 
 
 def test_daily_quota_stops_harvesting(client: TestClient, factory: Factory) -> None:
-    with factory.sessionmaker() as session, session.begin():
-        session.merge(
-            RatePlanRow(
-                name="harvest-guard",
-                requests_per_second=1000,
-                burst=1000,
-                daily_quota=5,
-                updated_at=utcnow(),
-            )
-        )
-    headers = factory.headers("credit:check", rate_plan="harvest-guard")
+    plan = ensure_plan(factory, "harvest-guard", rate=1000.0, burst=1000, quota=5)
+    headers = factory.headers("credit:check", rate_plan=plan)
     codes = [factory.merchant() for _ in range(3)]
     batch = client.post(
         "/v1/credit-checks/batch",
