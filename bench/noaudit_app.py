@@ -4,7 +4,6 @@ Never deploy this module."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import service.credit_checks.batch as batch_module
@@ -16,7 +15,7 @@ def _skip_event(session: Any, ctx: Any, status: int, *also: Any) -> None:
     ctx.recorded_event_id = "bench-no-audit"  # the middleware then writes nothing either
 
 
-def _skip_events(session: Any, rows: Any) -> None:
+def _skip_events(connection: Any, rows: Any) -> None:
     """Single checks: their events are not inserted (each request is still marked as
     recorded after the commit, so the middleware writes nothing either)."""
 
@@ -27,7 +26,7 @@ def _no_event(ctx: Any, status: int) -> dict[str, object]:
 
 
 batch_module.record_rows_in_session = _skip_event  # type: ignore[assignment]
-single_module.audit_repository = SimpleNamespace(insert_events=_skip_events)  # type: ignore[assignment]
+single_module.insert_event_rows = _skip_events
 single_module.event_values = _no_event  # type: ignore[assignment]
 
 app = create_app()

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple, cast
 
-from sqlalchemy import Date, Table, and_, bindparam, or_, select
+from sqlalchemy import Connection, Date, Table, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
+from service.db.bulk_insert import BulkInsert
 from service.models import CreditCheck, CreditRecord, Merchant
 from service.policy.engine import COUNTING_STATUSES
 
@@ -81,7 +82,24 @@ _SUBJECTS = select(*_MERCHANT_COLUMNS, *_RECORD_COLUMNS).select_from(
 )
 _ONE_SUBJECT = _SUBJECTS.where(_merchants.c.uscc == bindparam("uscc"))
 _MANY_SUBJECTS = _SUBJECTS.where(_merchants.c.uscc.in_(bindparam("codes", expanding=True)))
-_INSERT_CHECKS = cast(Table, CreditCheck.__table__).insert()
+CHECK_COLUMNS = (
+    "id",
+    "client_id",
+    "created_at",
+    "uscc",
+    "purpose",
+    "verdict",
+    "policy_version",
+    "reference",
+    "consent_ref",
+    "body",
+)
+"""The columns of a stored check: every row that :func:`insert_checks` writes holds them."""
+_INSERT_CHECKS = BulkInsert(cast(Table, CreditCheck.__table__), CHECK_COLUMNS)
+
+
+def _connection(db: Session | Connection) -> Connection:
+    return db if isinstance(db, Connection) else db.connection()
 
 
 def _collect(rows: Sequence[Sequence[object]]) -> dict[str, Subject]:
@@ -98,24 +116,24 @@ def _collect(rows: Sequence[Sequence[object]]) -> dict[str, Subject]:
     return subjects
 
 
-def load_subject(session: Session, uscc: str, today: date) -> Subject | None:
-    rows = session.connection().execute(_ONE_SUBJECT, {"uscc": uscc, "today": today}).all()
+def load_subject(db: Session | Connection, uscc: str, today: date) -> Subject | None:
+    rows = _connection(db).execute(_ONE_SUBJECT, {"uscc": uscc, "today": today}).all()
     return _collect(rows).get(uscc)
 
 
-def load_subjects(session: Session, codes: Collection[str], today: date) -> dict[str, Subject]:
+def load_subjects(
+    db: Session | Connection, codes: Collection[str], today: date
+) -> dict[str, Subject]:
     if not codes:
         return {}
-    rows = (
-        session.connection().execute(_MANY_SUBJECTS, {"codes": sorted(codes), "today": today}).all()
-    )
+    rows = _connection(db).execute(_MANY_SUBJECTS, {"codes": sorted(codes), "today": today}).all()
     return _collect(rows)
 
 
-def insert_checks(session: Session, rows: Sequence[Mapping[str, object]]) -> None:
-    """Insert issued checks now, in one executemany (no RETURNING: the ids are ours)."""
-    if rows:
-        session.connection().execute(_INSERT_CHECKS, list(rows))
+def insert_checks(db: Session | Connection, rows: Sequence[Mapping[str, object]]) -> None:
+    """Insert issued checks now, in one executemany (no RETURNING: the ids are ours); each
+    row holds :data:`CHECK_COLUMNS`."""
+    _INSERT_CHECKS.execute(_connection(db), rows)
 
 
 class StoredCheck(NamedTuple):

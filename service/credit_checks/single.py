@@ -26,11 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
-from audit import repository as audit_repository
 from audit.context import RequestAudit
-from audit.recorder import event_values
+from audit.recorder import event_values, insert_event_rows
 from auth.principal import Principal
 from schemas.credit_checks import CreditCheckCreate
 from schemas.enums import Scope
@@ -190,14 +189,14 @@ class IssuedGroup:
 
 
 def issue_group(
-    session: Session,
+    connection: Connection,
     requests: Sequence[CheckRequest],
     issuer_for: IssuerFor,
     charge_each: ChargeEach,
     now: datetime,
 ) -> IssuedGroup:
-    """Answer every request (see the module docstring), reading with ``session``."""
-    subjects = repository.load_subjects(session, {r.code for r in requests}, policy_day(now))
+    """Answer every request (see the module docstring), reading on ``connection``."""
+    subjects = repository.load_subjects(connection, {r.code for r in requests}, policy_day(now))
     prepared = [_before_charge(r, issuer_for, subjects) for r in requests]
     to_charge = [r for r, p in zip(requests, prepared, strict=True) if isinstance(p, Issuer)]
     charges = iter(charge_each([r.principal for r in to_charge]))
@@ -233,10 +232,10 @@ def issue_group(
     return IssuedGroup(results, rows, events)
 
 
-def store_group(session: Session, group: IssuedGroup) -> None:
+def store_group(connection: Connection, group: IssuedGroup) -> None:
     """The group's checks and audit events, in the caller's write transaction."""
-    repository.insert_checks(session, group.check_rows)
-    audit_repository.insert_events(session, group.event_rows)
+    repository.insert_checks(connection, group.check_rows)
+    insert_event_rows(connection, group.event_rows)
 
 
 def mark_recorded(requests: Sequence[CheckRequest], group: IssuedGroup) -> None:

@@ -71,13 +71,14 @@ class SingleChecks:
         try:
             # Read and decide first, then write: the write gate (SQLite's one writer) is
             # held only for the inserts and the commit.
-            with state.sessionmaker() as reading:
+            # Plain connections, no ORM session: a group needs none of its bookkeeping.
+            engine = state.engine
+            with engine.connect() as reading:
                 group = issue_group(reading, requests, issuer_for, charge, now)
-            with check_runner(state).transaction_guard(), state.sessionmaker() as session:
-                store_group(session, group)
-                session.commit()
-                committed = True
-                mark_recorded(requests, group)
+            with check_runner(state).transaction_guard(), engine.begin() as connection:
+                store_group(connection, group)
+            committed = True
+            mark_recorded(requests, group)
         except Exception:
             if not committed:
                 forget_issued(requests)

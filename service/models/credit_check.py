@@ -20,7 +20,7 @@ class CreditCheck(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     client_id: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    uscc: Mapped[str] = mapped_column(String(18), index=True)
+    uscc: Mapped[str] = mapped_column(String(18))
     purpose: Mapped[str] = mapped_column(String(32))
     verdict: Mapped[str] = mapped_column(String(16))
     policy_version: Mapped[str] = mapped_column(String(16))

@@ -1,0 +1,141 @@
+"""Rows written through ``service.db.bulk_insert`` are the rows Core writes: the same
+stored values (read raw, as the database holds them) and the same values read back
+through the ORM, on the suite's database (SQLite, or PostgreSQL in CI)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from typing import cast
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, Table, insert, select, text
+
+from audit.context import RequestAudit
+from audit.recorder import EVENT_COLUMNS, event_values, insert_event_rows
+from service.credit_checks.repository import CHECK_COLUMNS, insert_checks
+from service.db.bulk_insert import BulkInsert
+from service.ids import new_id
+from service.models import AuditEvent, CreditCheck
+
+EVENTS = cast(Table, AuditEvent.__table__)
+CHECKS = cast(Table, CreditCheck.__table__)
+
+
+@pytest.fixture
+def engine(app_client: TestClient) -> Engine:
+    return cast(Engine, app_client.app.state.engine)  # type: ignore[attr-defined]
+
+
+def _event_rows() -> list[dict[str, object]]:
+    """Events as the hot paths build them, with awkward values: a timestamp in another
+    zone, one on a whole second (no microseconds), non-ASCII and nested details, nulls."""
+    ctx = RequestAudit(new_id("req"), "127.0.0.1", "POST", "/v1/credit-checks")
+    ctx.actor_client_id, ctx.actor_kind = "cli_bulk", "client"
+    ctx.uscc, ctx.purpose = "91350100M000100Y43", "ONBOARDING"
+    ctx.details.update(verdict="CAUTION", note='河西区 \u2028 "quoted"', nested={"a": [1, 2.5]})
+    east = timezone(timedelta(hours=8))
+    rows = [
+        event_values(ctx, 201, now=datetime(2026, 11, 30, 8, 0, 1, 123456, tzinfo=east)),
+        event_values(ctx, 404, now=datetime(2026, 11, 30, 0, 0, 2, tzinfo=UTC)),
+    ]
+    bare = RequestAudit(new_id("req"), None, "GET", "/x")
+    rows.append(event_values(bare, 500))
+    return rows
+
+
+def _stored(engine: Engine, table: Table, key: str, ids: list[object]) -> list[tuple[object, ...]]:
+    """The rows as the database holds them (no type processing), in ``ids`` order."""
+    columns = EVENT_COLUMNS if table is EVENTS else CHECK_COLUMNS
+    sql = text(f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key} = :id")
+    with engine.connect() as conn:
+        return [tuple(conn.execute(sql, {"id": i}).one()) for i in ids]
+
+
+def _through_orm(engine: Engine, table: Table, ids: list[object]) -> list[tuple[object, ...]]:
+    columns = EVENT_COLUMNS if table is EVENTS else CHECK_COLUMNS
+    with engine.connect() as conn:
+        return [
+            tuple(conn.execute(select(*(table.c[c] for c in columns)).where(table.c.id == i)).one())
+            for i in ids
+        ]
+
+
+def _twin(rows: list[dict[str, object]], prefix: str) -> list[dict[str, object]]:
+    return [{**row, "id": new_id(prefix)} for row in rows]
+
+
+def test_events_match_core(engine: Engine) -> None:
+    core_rows = _event_rows()
+    bulk_rows = _twin(core_rows, "evt")
+    with engine.begin() as conn:
+        conn.execute(insert(EVENTS), core_rows)
+        insert_event_rows(conn, bulk_rows)
+    core_ids = [r["id"] for r in core_rows]
+    bulk_ids = [r["id"] for r in bulk_rows]
+    strip = slice(1, None)  # everything but the id
+    assert [r[strip] for r in _stored(engine, EVENTS, "id", bulk_ids)] == [
+        r[strip] for r in _stored(engine, EVENTS, "id", core_ids)
+    ]
+    bulk = _through_orm(engine, EVENTS, bulk_ids)
+    assert [r[strip] for r in bulk] == [r[strip] for r in _through_orm(engine, EVENTS, core_ids)]
+    # and they are the values given, the timestamps in UTC
+    assert bulk[0][1] == datetime(2026, 11, 30, 0, 0, 1, 123456, tzinfo=UTC)
+    assert bulk[0][-1] == core_rows[0]["details"]
+
+
+def test_checks_match_core(engine: Engine) -> None:
+    now = datetime(2026, 11, 30, 9, 30, tzinfo=timezone(timedelta(hours=-5)))
+    core_rows: list[dict[str, object]] = [
+        {
+            "id": new_id("chk"),
+            "client_id": "cli_bulk",
+            "created_at": now,
+            "uscc": "91350100M000100Y43",
+            "purpose": "ONBOARDING",
+            "verdict": "CLEAR",
+            "policy_version": "v1",
+            "reference": None,
+            "consent_ref": "consent-河西",
+            "body": '{"verdict":"CLEAR"}',
+        }
+    ]
+    bulk_rows = _twin(core_rows, "chk")
+    with engine.begin() as conn:
+        conn.execute(insert(CHECKS), core_rows)
+        insert_checks(conn, bulk_rows)
+    core_ids, bulk_ids = [core_rows[0]["id"]], [bulk_rows[0]["id"]]
+    assert (
+        _stored(engine, CHECKS, "id", bulk_ids)[0][1:]
+        == (_stored(engine, CHECKS, "id", core_ids)[0][1:])
+    )
+    bulk = _through_orm(engine, CHECKS, bulk_ids)[0]
+    assert bulk[1:] == _through_orm(engine, CHECKS, core_ids)[0][1:]
+    assert bulk[2] == now.astimezone(UTC)
+
+
+def test_rows_join_the_callers_transaction(engine: Engine) -> None:
+    """Rolled back with the transaction they were written in."""
+    rows = _event_rows()
+    with engine.connect() as conn:
+        insert_event_rows(conn, rows)
+        conn.rollback()
+    assert not any(_count(engine, str(r["id"])) for r in rows)
+
+
+def _count(engine: Engine, event_id: str) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text("SELECT count(*) FROM audit_events WHERE id = :id"), {"id": event_id}
+            ).scalar_one()
+        )
+
+
+def test_refuses_what_core_refuses(engine: Engine) -> None:
+    rows = _event_rows()
+    rows[0]["occurred_at"] = datetime(2026, 11, 30)  # naive
+    with engine.connect() as conn, pytest.raises(ValueError, match="naive"):
+        insert_event_rows(conn, rows)
+    with pytest.raises(ValueError, match="no column"):
+        BulkInsert(EVENTS, ["id", "nope"])
