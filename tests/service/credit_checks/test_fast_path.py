@@ -771,3 +771,25 @@ def test_an_empty_first_authorization_header_wins_on_both_paths(
     ]
     response = client.post("/v1/credit-checks", content=_json(_valid(uscc)), headers=raw)
     assert response.status_code == 401, response.text
+
+
+def _requests_counted(client: TestClient, status: int) -> float:
+    """``creditshare_http_requests_total`` for POST /v1/credit-checks with ``status``."""
+    label = f'method="POST",route="{PATH}",status="{status}"'
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("creditshare_http_requests_total{") and label in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_name_both_paths_by_the_route_template(
+    client: TestClient, factory: Factory
+) -> None:
+    """A check answered by the fast path counts under the route's template, as one
+    answered by the route does (not as an unmatched request)."""
+    uscc = factory.merchant()
+    headers = platform(factory)
+    before = _requests_counted(client, 201)
+    fast, slow = _both(client, {"uscc": uscc, "purpose": "ONBOARDING"}, headers)
+    assert (fast.status_code, slow.status_code) == (201, 201)
+    assert _requests_counted(client, 201) == before + 2
