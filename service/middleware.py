@@ -204,8 +204,9 @@ class RequestEnvelopeMiddleware:
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         status = int(holder["status"])
-        metrics.REQUESTS.labels(scope["method"], template, str(status)).inc()
-        metrics.LATENCY.labels(template).observe(elapsed)
+        metrics.observe_request(scope["method"], template, status, elapsed)
+        if not log.isEnabledFor(logging.INFO):
+            return
         log.info(
             "request",
             extra={
