@@ -26,6 +26,7 @@ from sqlalchemy import (
     literal_column,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -176,6 +177,87 @@ def unsealed_events(session: Session, after_pk: int, limit: int) -> Sequence[Any
 def has_unsealed(session: Session, after_pk: int) -> bool:
     query = select(AuditEvent.pk).where(AuditEvent.pk > after_pk, _unsealed(after_pk)).limit(1)
     return session.scalar(query) is not None
+
+
+def _unsealed_branches(
+    columns: Sequence[Any], ranges: Sequence[tuple[int, int]], above: int, limit: int
+) -> list[AnySelect]:
+    """One ``ORDER BY pk LIMIT`` query per range of several pks, one for all the single pks
+    (an ``IN`` list) and one for the tail above ``above``.
+
+    Each is an index scan that stops after ``limit`` candidates, whatever the
+    planner thinks of the other ranges (an ``OR`` of ranges under one ``ORDER BY
+    pk LIMIT`` may be planned as a scan of everything in between).
+    """
+    singles = [lo for lo, hi in ranges if lo == hi]
+    branches = [
+        select(*columns).where(AuditEvent.pk >= lo, AuditEvent.pk <= hi, _unsealed(lo - 1))
+        for lo, hi in ranges
+        if lo < hi
+    ]
+    if singles:
+        branches.append(
+            select(*columns).where(AuditEvent.pk.in_(singles), _unsealed(min(singles) - 1))
+        )
+    branches.append(select(*columns).where(AuditEvent.pk > above, _unsealed(above)))
+    return [branch.order_by(AuditEvent.pk).limit(limit) for branch in branches]
+
+
+def _first_unsealed(
+    columns: Sequence[Any], ranges: Sequence[tuple[int, int]], above: int, limit: int
+) -> AnySelect:
+    """The ``limit`` lowest unsealed events among ``ranges`` and above ``above``, in pk order."""
+    branches = _unsealed_branches(columns, ranges, above, limit)
+    if len(branches) == 1:
+        return branches[0]
+    union = union_all(*(select(branch.subquery()) for branch in branches)).subquery()
+    return select(union).order_by(union.c.pk).limit(limit)
+
+
+def unsealed_events_in(
+    session: Session, ranges: Sequence[tuple[int, int]], above: int, limit: int
+) -> Sequence[AnyRow]:
+    """Up to ``limit`` committed events without a log entry, in pk order, whose pk lies in one
+    of the inclusive ``ranges`` or above ``above`` (the sequencer's scan cursor: its gaps
+    and its high mark). Same columns as ``unsealed_events``."""
+    return session.execute(_first_unsealed(EVENT_COLUMNS, ranges, above, limit)).all()
+
+
+def has_unsealed_in(session: Session, ranges: Sequence[tuple[int, int]], above: int) -> bool:
+    """Is there an unsealed event in one of ``ranges`` or above ``above``?"""
+    return session.execute(_first_unsealed((AuditEvent.pk,), ranges, above, 1)).first() is not None
+
+
+def highest_sealed_pk(session: Session, after_pk: int) -> int:
+    """The highest sealed event pk above ``after_pk`` (``after_pk`` when there is none)."""
+    value = session.scalar(
+        select(func.max(AuditLogEntry.event_pk)).where(AuditLogEntry.event_pk > after_pk)
+    )
+    return after_pk if value is None else int(value)
+
+
+def unsealed_pk_ranges(session: Session, after_pk: int, up_to_pk: int) -> list[tuple[int, int]]:
+    """The inclusive pk ranges in ``(after_pk, up_to_pk]`` that hold no sealed event, in order.
+
+    They are the holes between consecutive sealed pks, found in the database
+    (a window over the unique index on ``audit_log.event_pk``), so only the
+    holes cross the wire, not every pk of the window.
+    """
+    pk = AuditLogEntry.event_pk
+    listed = (
+        select(pk.label("pk"), func.lag(pk).over(order_by=pk).label("prev"))
+        .where(pk > after_pk, pk <= up_to_pk)
+        .subquery()
+    )
+    holes = (
+        select(listed.c.prev, listed.c.pk)
+        .where(listed.c.pk - func.coalesce(listed.c.prev, after_pk) > 1)
+        .order_by(listed.c.pk)
+    )
+    return [
+        ((after_pk if prev is None else int(prev)) + 1, int(nxt) - 1)
+        for prev, nxt in session.execute(holes)
+    ]
 
 
 def insert_entries(session: Session, entries: list[dict[str, object]]) -> None:

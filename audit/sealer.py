@@ -23,6 +23,36 @@ by this process or another, starts again from the last committed checkpoint.
 
 ``seq`` order is sealing order: events are picked in ``pk`` order, but one whose
 transaction commits late simply gets a later ``seq``.
+
+Finding what to seal costs O(new events) per poll, not O(the grace window), thanks
+to a scan cursor (``audit.cursor.ScanCursor``) kept in memory by each sequencer:
+``high``, and the gap ranges below it that it has not seen sealed. Every
+committed event between the watermark and ``high`` is sealed unless its pk is in
+a gap, so a poll probes only the gaps and above ``high`` (still with the
+``NOT EXISTS`` anti-join, one index probe per row). Why this cannot lose or
+double an event:
+
+* it is built by one read, outside the write lock: ``high`` is the highest sealed
+  pk above the watermark and every hole below it (missing or unsealed pks) is a
+  gap, so every pk it considers done was seen sealed;
+* after a committed batch -- never before -- the pks it sealed leave the gaps,
+  and the pks it jumped over above the old ``high`` become gaps: a batch reads
+  the lowest candidates in pk order, so those were invisible (not committed yet,
+  rolled back) or sealed by someone else, and the lower pk of a transaction that
+  commits late is in a gap, sealed by the next poll;
+* a gap is dropped after the watermark's grace, the same assumption the watermark
+  makes (no transaction stays open that long); past a bound on their number, the
+  gaps merge into one range, which costs a longer probe but loses nothing;
+* it is forgotten, and rebuilt by the next poll, after any error in a batch,
+  whenever the lease is lost or lapsed, when the watermark is reset, and every
+  ``full_scan_seconds``: the safety net that finds, late, an event the cursor
+  had given up on, as the watermark's own rescan does below it;
+* which events it proposes only narrows what a batch reads: the lock, the fence
+  and the constraints above still decide what is committed, and the ``NOT
+  EXISTS`` keeps an event that someone else sealed out of the batch.
+
+The watermark follows the cursor (what it knew was settled a grace ago), so a
+rebuild rereads only the recent past; its O(window) queries run at build time only.
 """
 
 from __future__ import annotations
@@ -33,18 +63,20 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Final
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit import repository as repo
 from audit.canonical import event_leaf_hash
+from audit.cursor import MAX_GAP_RANGES, ScanCursor
 from audit.documents import event_document
 from audit.merkle import CompactRange
 from audit.note import format_checkpoint, sign_note
@@ -68,6 +100,7 @@ log = logging.getLogger("creditshare.audit.sealer")
 LEASE_NAME: Final = "audit-sequencer"
 DEFAULT_BATCH: Final = 5000
 DEFAULT_LEASE_SECONDS: Final = 10.0
+DEFAULT_FULL_SCAN_SECONDS: Final = 60.0
 
 
 def log_origin(public_url: str) -> str:
@@ -119,10 +152,19 @@ class Watermark:
     @property
     def value(self) -> int:
         with self._lock:
-            if self._clock() - self._reset_at > self._rescan:
-                self._value = 0
-                self._reset_at = self._clock()
+            self._reset_if_due()
             return self._value
+
+    def _reset_if_due(self) -> None:
+        """The last resort: back to zero every ``rescan_seconds`` (called with the lock held)."""
+        if self._clock() - self._reset_at > self._rescan:
+            self._value = 0
+            self._reset_at = self._clock()
+
+    @property
+    def grace_seconds(self) -> float:
+        """How long a transaction may stay open (the scan cursor drops its gaps after this)."""
+        return self._grace.total_seconds()
 
     def advance(self, session: Session) -> int:
         """Move past events sealed more than the grace ago (read-only queries on ``session``)."""
@@ -132,6 +174,21 @@ class Watermark:
         with self._lock:
             if settled is not None and settled > self._value:
                 self._value = settled
+            return self._value
+
+    def raise_to(self, pk: int, *, floor: int) -> int:
+        """Move up to ``pk``, which a scan cursor built on this watermark at ``floor`` knew was
+        settled a grace ago (no query: the same lag as ``advance``, which passes events
+        sealed more than the grace ago).
+
+        Ignored if the watermark has dropped below ``floor`` since (the periodic
+        reset): the rescan from zero it asks for must not be undone by a cursor
+        that started above it.
+        """
+        with self._lock:
+            self._reset_if_due()
+            if self._value >= floor and pk > self._value:
+                self._value = pk
             return self._value
 
 
@@ -145,6 +202,27 @@ class BatchResult:
     last_pk: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Committed:
+    """What a batch transaction did, for after its commit: the result, the lease's new
+    expiry (when fenced) and the pks it sealed, in order."""
+
+    result: BatchResult
+    lease_until: datetime | None
+    pks: list[int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    """Where one batch looks: the cursor's gaps and everything above its ``high`` (``cursor``
+    None: the old scan above ``after_pk``)."""
+
+    cursor: ScanCursor | None
+    high: int = 0
+    ranges: tuple[tuple[int, int], ...] = ()
+    after_pk: int = 0
+
+
 class Sequencer:
     """Seals batches of events. Thread-safe only in the sense that each call uses its own session.
 
@@ -153,6 +231,9 @@ class Sequencer:
     concurrent sequencers apart (tests, one-off tools).
     ``before_commit(first_seq, last_seq)`` runs inside the batch transaction
     just before the commit -- a test hook to simulate a crash mid-batch.
+    Its scan cursor (see the module docstring) is shared by the calls; its
+    updates are atomic, and only ever shrink what is left to look at by what
+    a committed batch sealed.
     """
 
     def __init__(
@@ -169,10 +250,16 @@ class Sequencer:
         before_commit: Callable[[int, int], None] | None = None,
         pause: float = 0.0,
         write_guard: Callable[[], AbstractContextManager[object]] | None = None,
+        full_scan_seconds: float = DEFAULT_FULL_SCAN_SECONDS,
+        max_gap_ranges: int = MAX_GAP_RANGES,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``pause``: seconds to wait between two full batches of one drain, so that other
         writers waiting for the database's lock get it in between (SQLite); ``write_guard``:
-        held around each batch's transaction (``service.db.write_gate`` on SQLite)."""
+        held around each batch's transaction (``service.db.write_gate`` on SQLite).
+        ``full_scan_seconds``: the scan cursor is rebuilt from the watermark at least this
+        often (the safety net for an event it could not know of); ``max_gap_ranges``: its
+        bound on gap ranges; ``clock``: monotonic seconds, for the cursor's ages."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.session_factory = session_factory
@@ -186,92 +273,221 @@ class Sequencer:
         self.use_lease = use_lease
         self.watermark = watermark or Watermark()
         self.before_commit = before_commit
+        self.full_scan_seconds = full_scan_seconds
+        self.max_gap_ranges = max_gap_ranges
+        self._clock = clock
+        self._cursor: ScanCursor | None = None
+        self._lease_until: datetime | None = None
 
     # ---- leadership -----------------------------------------------------------------------
     def acquire_lease(self) -> bool:
         """Take (or renew) the lease if it is free, expired or ours; True when we hold it."""
         now = utcnow()
+        until = now + timedelta(seconds=self.lease_seconds)
         with self.session_factory() as session, session.begin():
-            return repo.take_lease(
-                session, LEASE_NAME, self.holder, now + timedelta(seconds=self.lease_seconds), now
-            )
+            held = repo.take_lease(session, LEASE_NAME, self.holder, until, now)
+        self._note_lease(held, now, until)
+        return held
 
     def release_lease(self) -> None:
         with self.session_factory() as session, session.begin():
             repo.release_lease(session, LEASE_NAME, self.holder, utcnow())
+        self._note_lease(False, utcnow(), None)
+
+    def _note_lease(self, held: bool, now: datetime, until: datetime | None) -> None:
+        """Forget the scan cursor unless the lease stayed ours without a break.
+
+        While another holder had it, it sealed events our cursor never saw
+        sealed: harmless to the invariant (gaps only shrink on what *we* saw),
+        but the cursor would fill up with their pks; a rebuild is cheaper.
+        """
+        if not held or self._lease_until is None or now >= self._lease_until:
+            self._cursor = None
+        self._lease_until = until if held else None
+
+    # ---- the scan cursor ------------------------------------------------------------------
+    @property
+    def cursor(self) -> ScanCursor | None:
+        """The current scan cursor (None until the next poll builds one)."""
+        return self._cursor
+
+    def _live_cursor(self) -> ScanCursor | None:
+        """The cursor if it may still be used (its expired gaps dropped), else None.
+
+        It is too old after ``full_scan_seconds``, and void once the watermark
+        fell below the floor it was built on (the watermark's periodic reset
+        asks for a rescan from zero).
+        """
+        cursor = self._cursor
+        if cursor is None:
+            return None
+        now = self._clock()
+        if now - cursor.built_at >= self.full_scan_seconds or self.watermark.value < cursor.floor:
+            self._cursor = None
+            return None
+        cursor.expire(now, self.watermark.grace_seconds)
+        return cursor
+
+    def _ensure_cursor(self, session: Session) -> ScanCursor:
+        """The live cursor, or a new one read on ``session`` (reads only: no lock, no gate)."""
+        cursor = self._live_cursor()
+        if cursor is None:
+            cursor = self._build_cursor(session)
+            self._cursor = cursor
+        return cursor
+
+    def _build_cursor(self, session: Session) -> ScanCursor:
+        """Advance the watermark (the only O(window) queries while cursors are in use), then
+        take ``high`` as the highest sealed pk above it and the holes below as gaps."""
+        floor = self.watermark.advance(session)
+        high = repo.highest_sealed_pk(session, floor)
+        holes = repo.unsealed_pk_ranges(session, floor, high)
+        cursor = ScanCursor.build(
+            floor=floor, high=high, holes=holes, now=self._clock(), max_ranges=self.max_gap_ranges
+        )
+        cursor.expire(self._clock(), self.watermark.grace_seconds)
+        log.debug("scan cursor built", extra={"high": high, "gaps": len(cursor.gaps)})
+        return cursor
+
+    def _settle_watermark(self) -> None:
+        """Move the watermark up after sealing or an idle look: to what the cursor knew was
+        settled a grace ago when there is one (no query), else with ``Watermark.advance``."""
+        cursor = self._live_cursor()
+        if cursor is not None:
+            settled = cursor.settled_at(self._clock() - self.watermark.grace_seconds)
+            if settled is not None:
+                self.watermark.raise_to(settled, floor=cursor.floor)
+            return
+        with self.session_factory() as session:
+            self.watermark.advance(session)
+
+    def _probe_for(self, after_pk: int) -> _Probe:
+        """Where the next batch looks: the cursor (built now if needed, outside any lock), or
+        the old scan when asked to look above what the cursor knows (``after_pk > high``)."""
+        with self.session_factory() as session:
+            cursor = self._ensure_cursor(session)
+        high, ranges = cursor.probe()
+        if after_pk > high:
+            return _Probe(None, after_pk=max(after_pk, self.watermark.value))
+        return _Probe(cursor, high, tuple(ranges))
 
     # ---- sealing --------------------------------------------------------------------------
     def pending(self) -> bool:
         """Is anything waiting to be sealed? (A read, so an idle loop takes no write lock.)
 
-        When nothing is, the watermark moves up, so that an idle loop's next look
-        only scans events written since.
+        It probes the cursor's gaps and what was written above its ``high``
+        (building the cursor first if there is none). When nothing is
+        waiting, the watermark moves up to what the cursor knew was settled a
+        grace ago, so that a rebuild only rereads the recent past.
         """
         with self.session_factory() as session:
-            if repo.has_unsealed(session, self.watermark.value):
+            high, ranges = self._ensure_cursor(session).probe()
+            if repo.has_unsealed_in(session, ranges, high):
                 return True
-            self.watermark.advance(session)
-            return False
+        self._settle_watermark()
+        return False
 
     def seal_batch(self, after_pk: int = 0) -> BatchResult:
         """Seal up to ``batch_size`` events in one transaction.
 
         Returns ``BatchResult(0, 0)`` when there was nothing to seal or the lease
-        is no longer ours. Only events above ``after_pk`` (and the watermark)
-        are looked at: ``drain`` passes the last pk of its previous batch. Raises ``SealingError`` when the stored log is not
-        consistent with its latest checkpoint; database errors propagate after
-        the rollback (a conflicting sequencer surfaces as ``IntegrityError``).
+        is no longer ours. It looks in the scan cursor's gaps and above its
+        ``high`` (``drain`` passes as ``after_pk`` the last pk of its previous
+        batch, never above ``high``); asked for an ``after_pk`` above ``high``,
+        it scans above ``after_pk`` and the watermark as before the cursor.
+        Raises ``SealingError`` when the stored log is not consistent with its
+        latest checkpoint; database errors propagate after the rollback (a
+        conflicting sequencer surfaces as ``IntegrityError``). An error or a
+        lost lease drops the cursor; it learns from a batch only once committed.
         """
+        kid, private_key = self._signer()
+        probe = self._probe_for(after_pk)
+        try:
+            with self.write_guard(), self.session_factory() as session, session.begin():
+                done = self._seal_in(session, probe, kid, private_key)
+        except BaseException:
+            self._cursor = None
+            raise
+        if done is None:  # fenced out: another holder
+            self._note_lease(False, utcnow(), None)
+            return BatchResult(0, 0)
+        if done.lease_until is not None:
+            self._lease_until = done.lease_until
+        if probe.cursor is not None and self._cursor is probe.cursor:
+            probe.cursor.record(probe.high, done.pks, self._clock())
+        if done.pks:
+            metrics.AUDIT_SEALED.inc(len(done.pks))
+        return done.result
+
+    def _signer(self) -> tuple[str, Ed25519PrivateKey]:
         signer = self.key_store.view().audit_signer
         if signer is None:
             self.key_store.refresh()
             signer = self.key_store.view().audit_signer
             if signer is None:
                 raise SealingError("no active audit signing key: run `creditshare db upgrade`")
-        kid, private_key = signer
-        after_pk = max(after_pk, self.watermark.value)
-        with self.write_guard(), self.session_factory() as session, session.begin():
-            now = utcnow()
-            repo.lock_sequencer(session)
-            if self.use_lease and not repo.fence_lease(
-                session, LEASE_NAME, self.holder, now + timedelta(seconds=self.lease_seconds), now
-            ):
+        return signer
+
+    def _seal_in(
+        self, session: Session, probe: _Probe, kid: str, private_key: Ed25519PrivateKey
+    ) -> _Committed | None:
+        """The batch transaction: lock, fence, resume, read, append and sign (None: the lease
+        is no longer ours). The caller's ``session.begin()`` commits it."""
+        now = utcnow()
+        repo.lock_sequencer(session)
+        until: datetime | None = None
+        if self.use_lease:
+            until = now + timedelta(seconds=self.lease_seconds)
+            if not repo.fence_lease(session, LEASE_NAME, self.holder, until, now):
                 log.warning("lease lost: batch abandoned", extra={"holder": self.holder})
-                return BatchResult(0, 0)
-            rng, origin = self._resume(session, self.origin)
-            rows = repo.unsealed_events(session, after_pk, self.batch_size)
-            if not rows:
-                return BatchResult(0, rng.size)
-            first = rng.size + 1
-            sealed_at = utcnow()
-            entries: list[dict[str, object]] = []
-            for row in rows:
-                leaf = event_leaf_hash(event_document(row))
-                rng.append(leaf)
-                entries.append(
-                    {
-                        "seq": rng.size,
-                        "event_pk": row.pk,
-                        "leaf_hash": leaf.hex(),
-                        "sealed_at": sealed_at,
-                    }
-                )
-            repo.insert_entries(session, entries)
-            root = rng.root()
-            note = sign_note(format_checkpoint(origin, rng.size, root), origin, private_key)
-            repo.insert_checkpoint(
-                session,
-                size=rng.size,
-                root_hash=root.hex(),
-                frontier=rng.to_hex(),
-                note=note,
-                key_id=kid,
-                created_at=sealed_at,
+                return None
+        rng, origin = self._resume(session, self.origin)
+        rows = self._candidates(session, probe)
+        if not rows:
+            return _Committed(BatchResult(0, rng.size), until, [])
+        first = rng.size + 1
+        sealed_at = utcnow()
+        repo.insert_entries(session, self._entries(rows, rng, sealed_at))
+        root = rng.root()
+        note = sign_note(format_checkpoint(origin, rng.size, root), origin, private_key)
+        repo.insert_checkpoint(
+            session,
+            size=rng.size,
+            root_hash=root.hex(),
+            frontier=rng.to_hex(),
+            note=note,
+            key_id=kid,
+            created_at=sealed_at,
+        )
+        if self.before_commit is not None:
+            self.before_commit(first, rng.size)
+        pks = [row.pk for row in rows]
+        return _Committed(BatchResult(len(rows), rng.size, pks[-1]), until, pks)
+
+    def _candidates(self, session: Session, probe: _Probe) -> Sequence[repo.AnyRow]:
+        """The lowest unsealed events where ``probe`` says to look, in pk order."""
+        if probe.cursor is None:
+            return repo.unsealed_events(session, probe.after_pk, self.batch_size)
+        return repo.unsealed_events_in(session, probe.ranges, probe.high, self.batch_size)
+
+    @staticmethod
+    def _entries(
+        rows: Sequence[repo.AnyRow], rng: CompactRange, sealed_at: datetime
+    ) -> list[dict[str, object]]:
+        """One log entry per row, each leaf appended to ``rng`` (its seq: the new size)."""
+        entries: list[dict[str, object]] = []
+        for row in rows:
+            leaf = event_leaf_hash(event_document(row))
+            rng.append(leaf)
+            entries.append(
+                {
+                    "seq": rng.size,
+                    "event_pk": row.pk,
+                    "leaf_hash": leaf.hex(),
+                    "sealed_at": sealed_at,
+                }
             )
-            if self.before_commit is not None:
-                self.before_commit(first, rng.size)
-        metrics.AUDIT_SEALED.inc(len(rows))
-        return BatchResult(len(rows), rng.size, rows[-1].pk)
+        return entries
 
     @staticmethod
     def _resume(session: Session, default_origin: str) -> tuple[CompactRange, str]:
@@ -304,10 +520,12 @@ class Sequencer:
         A conflicting sequencer (constraint violation, SQLite busy) ends the
         drain quietly; the next loop retries from the committed state.
 
-        Each batch after the first only looks above the last pk of the one
-        before (so a long backlog is not rescanned from the start every batch);
-        an event that commits meanwhile with a lower pk is found by the next drain,
-        which starts again from the watermark.
+        Each batch looks in the scan cursor's gaps and above its ``high``, which
+        follows the batches, so a long backlog is not rescanned from the start
+        every batch, and an event that commits meanwhile with a lower pk is in a
+        gap: the next batch or poll finds it. (Without a cursor, each batch after
+        the first only looks above the last pk of the one before.) At the end the
+        watermark moves up to what is known settled.
         """
         total = 0
         after_pk = 0
@@ -329,8 +547,7 @@ class Sequencer:
             if self.pause:
                 time.sleep(self.pause)
         if total:
-            with self.session_factory() as session:
-                self.watermark.advance(session)
+            self._settle_watermark()
         return total
 
 
