@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple, cast
 
-from sqlalchemy import Connection, Date, Table, and_, bindparam, or_, select
+from sqlalchemy import Connection, Date, String, Table, and_, any_, bindparam, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from service.db.bulk_insert import BulkInsert
@@ -82,6 +83,11 @@ _SUBJECTS = select(*_MERCHANT_COLUMNS, *_RECORD_COLUMNS).select_from(
 )
 _ONE_SUBJECT = _SUBJECTS.where(_merchants.c.uscc == bindparam("uscc"))
 _MANY_SUBJECTS = _SUBJECTS.where(_merchants.c.uscc.in_(bindparam("codes", expanding=True)))
+# PostgreSQL takes the codes as one array parameter: the statement is the same for any
+# number of codes, so it is not re-rendered per call as an expanding IN list is.
+_MANY_SUBJECTS_PG = _SUBJECTS.where(
+    _merchants.c.uscc == any_(bindparam("codes", type_=ARRAY(String())))
+)
 CHECK_COLUMNS = (
     "id",
     "client_id",
@@ -126,7 +132,9 @@ def load_subjects(
 ) -> dict[str, Subject]:
     if not codes:
         return {}
-    rows = _connection(db).execute(_MANY_SUBJECTS, {"codes": sorted(codes), "today": today}).all()
+    connection = _connection(db)
+    query = _MANY_SUBJECTS_PG if connection.dialect.name == "postgresql" else _MANY_SUBJECTS
+    rows = connection.execute(query, {"codes": sorted(codes), "today": today}).all()
     return _collect(rows)
 
 
