@@ -8,30 +8,41 @@ execute statements; whoever calls them owns the transaction.
 from __future__ import annotations
 
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, NamedTuple, TypeAlias
 
 from sqlalchemy import (
+    Column,
     ColumnElement,
+    Connection,
+    MetaData,
     Row,
     Select,
     String,
     Table,
+    TypeDecorator,
+    bindparam,
     cast,
     exists,
     func,
     insert,
     literal_column,
+    or_,
     select,
     text,
+    type_coerce,
     union_all,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
+from audit.documents import format_timestamp, utc_text
+from service.db.bulk_insert import BulkInsert
 from service.models import AuditCheckpoint, AuditEvent, AuditLogEntry, Lease
 
 SEQUENCER_LOCK_KEY: Final = 0x6373_6175_6469_74  # "csaudit": the PostgreSQL advisory lock
@@ -59,6 +70,14 @@ AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 AnySelect: TypeAlias = Select[*tuple[Any, ...]]
 
 AUDIT_LOG_TABLE: Final = typing.cast(Table, AuditLogEntry.__table__)
+
+_AS_STORED: Final = ("occurred_at", "details")
+STORED_EVENT_COLUMNS: Final = tuple(
+    type_coerce(column, NullType()).label(column.key) if column.key in _AS_STORED else column
+    for column in EVENT_COLUMNS
+)
+"""``EVENT_COLUMNS`` with ``occurred_at`` and ``details`` as the driver returns them (no
+result processing by SQLAlchemy): ``EventRecord`` converts them, once, the cheaper way."""
 
 CHECK_ACTION_PREFIX: Final = "credit_check."
 CHECK_READ_ACTIONS: Final = ("credit_check.read", "credit_check.list", "credit_check.get")
@@ -163,15 +182,94 @@ def log_size(session: Session) -> int:
     return int(session.scalar(select(func.coalesce(func.max(AuditLogEntry.seq), 0))) or 0)
 
 
-def unsealed_events(session: Session, after_pk: int, limit: int) -> Sequence[AnyRow]:
-    """Up to ``limit`` committed events without a log entry, in pk order, above ``after_pk``."""
+class EventRecord(NamedTuple):
+    """An event as the sealer reads it: the values of ``EVENT_COLUMNS`` (the same names),
+    but ``occurred_at`` is already the event time's text (``documents.format_timestamp``'s)
+    and ``details`` is decoded exactly as the JSON column type decodes it.
+    ``documents.stored_event_document`` makes its document."""
+
+    pk: int
+    id: str
+    occurred_at: str
+    actor_client_id: str | None
+    actor_name: str | None
+    actor_kind: str
+    action: str
+    target_type: str | None
+    target_id: str | None
+    uscc: str | None
+    purpose: str | None
+    outcome: str
+    status: int
+    request_id: str
+    ip: str | None
+    details: Any
+
+
+def _event_time_text(dialect: Dialect) -> Callable[[Any], str]:
+    """Stored ``occurred_at`` -> ``format_timestamp`` of what an ORM read would return.
+
+    The ORM reads it with ``UTCDateTime``'s processing (the dialect's parse, then a
+    naive value taken as UTC); here the parse is the same function, and a naive
+    result -- the stored form on SQLite -- goes straight to ``utc_text``, skipping the
+    ``replace(tzinfo=UTC)`` and ``strftime`` that cost a sixth of sealing an event. Any
+    other value takes the ORM's full processing and ``format_timestamp``: the same text.
+    """
+    decorated = AuditEvent.occurred_at.type.dialect_impl(dialect)
+    assert isinstance(decorated, TypeDecorator)
+    full = decorated.result_processor(dialect, None)
+    parse = decorated.impl_instance.result_processor(dialect, None)
+
+    def event_time_text(stored: Any) -> str:
+        value = stored if parse is None else parse(stored)
+        if type(value) is datetime and value.tzinfo is None:
+            return utc_text(value)
+        return format_timestamp(typing.cast(datetime, stored if full is None else full(stored)))
+
+    return event_time_text
+
+
+def _details_decoder(dialect: Dialect) -> Callable[[Any], Any]:
+    """Stored ``details`` -> what an ORM read returns: the JSON type's own result processor
+    (``json.loads`` of the text on SQLite; psycopg has decoded it already on PostgreSQL)."""
+    decode = AuditEvent.details.type.dialect_impl(dialect).result_processor(dialect, None)
+    return _as_is if decode is None else decode
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _records(session: Session, query: AnySelect) -> Iterator[EventRecord]:
+    """Run ``query`` (``STORED_EVENT_COLUMNS``) on the session's connection -- a Core
+    execution, without the ORM's per-row loading -- and fetch every row now; each is
+    converted to an ``EventRecord`` only as the result is iterated, which may be after
+    the session is closed. A consumer that drops each record once used keeps a batch's
+    thousands from all being alive at once (for the garbage collector to walk)."""
+    connection = session.connection()
+    event_time = _event_time_text(connection.dialect)
+    details = _details_decoder(connection.dialect)
+    rows = connection.execute(query).all()
+    # fmt: off
+    return (
+        EventRecord(pk, id_, event_time(at), client_id, name, kind, action, target_type,
+                    target_id, uscc, purpose, outcome, status, request_id, ip, details(stored))
+        for (pk, id_, at, client_id, name, kind, action, target_type,
+             target_id, uscc, purpose, outcome, status, request_id, ip, stored) in rows
+    )
+    # fmt: on
+
+
+def unsealed_events(session: Session, after_pk: int, limit: int) -> Iterator[EventRecord]:
+    """Up to ``limit`` committed events without a log entry, in pk order, above ``after_pk``
+    (read now, converted as iterated: see ``_records``)."""
     query = (
-        select(*EVENT_COLUMNS)
+        select(*STORED_EVENT_COLUMNS)
         .where(AuditEvent.pk > after_pk, _unsealed(after_pk))
         .order_by(AuditEvent.pk)
         .limit(limit)
     )
-    return session.execute(query).all()
+    return _records(session, query)
 
 
 def has_unsealed(session: Session, after_pk: int) -> bool:
@@ -216,11 +314,11 @@ def _first_unsealed(
 
 def unsealed_events_in(
     session: Session, ranges: Sequence[tuple[int, int]], above: int, limit: int
-) -> Sequence[AnyRow]:
+) -> Iterator[EventRecord]:
     """Up to ``limit`` committed events without a log entry, in pk order, whose pk lies in one
     of the inclusive ``ranges`` or above ``above`` (the sequencer's scan cursor: its gaps
-    and its high mark). Same columns as ``unsealed_events``."""
-    return session.execute(_first_unsealed(EVENT_COLUMNS, ranges, above, limit)).all()
+    and its high mark). The same records as ``unsealed_events``."""
+    return _records(session, _first_unsealed(STORED_EVENT_COLUMNS, ranges, above, limit))
 
 
 def has_unsealed_in(session: Session, ranges: Sequence[tuple[int, int]], above: int) -> bool:
@@ -260,10 +358,90 @@ def unsealed_pk_ranges(session: Session, after_pk: int, up_to_pk: int) -> list[t
     ]
 
 
-def insert_entries(session: Session, entries: list[dict[str, object]]) -> None:
-    """Append log entries (``seq``, ``event_pk``, ``leaf_hash``, ``sealed_at``) in one round trip."""
-    if entries:  # Core executemany, not the ORM bulk path (a third of the cost per batch)
-        session.execute(insert(AUDIT_LOG_TABLE), entries)
+_SEALED_AMONG: Final = select(AuditLogEntry.event_pk).where(
+    AuditLogEntry.event_pk.in_(bindparam("pks", expanding=True, literal_execute=True))
+)
+"""The pks rendered as literals: a batch's thousands would pass SQLite's bound-parameter
+limit (999 before 3.32)."""
+MAX_PK_RUNS: Final = 16
+"""Up to this many runs of consecutive pks, ``sealed_among`` asks by range."""
+
+
+def sealed_among(session: Session, pks: Sequence[int]) -> set[int]:
+    """Which of ``pks`` (ascending) have a log entry, in one statement.
+
+    A batch's candidates are usually one run of consecutive pks (the tail above the
+    cursor's ``high``), a few more with the cursor's gaps: then one ``BETWEEN`` per run,
+    a range probe of the unique index that can only find pks of the run. Otherwise the
+    pks as an ``IN`` list (rendered value by value: slower, but rare).
+    """
+    if not pks:
+        return set()
+    runs = _runs(pks)
+    if len(runs) <= MAX_PK_RUNS:
+        pk = AuditLogEntry.event_pk
+        query = select(pk).where(or_(*(pk.between(lo, hi) for lo, hi in runs)))
+        rows = session.connection().execute(query)
+    else:
+        rows = session.connection().execute(_SEALED_AMONG, {"pks": list(pks)})
+    return set(rows.scalars())
+
+
+def _runs(pks: Sequence[int]) -> list[tuple[int, int]]:
+    """The runs of consecutive values in ascending ``pks``, as inclusive ``(lo, hi)``."""
+    runs: list[tuple[int, int]] = []
+    lo = prev = pks[0]
+    for pk in pks[1:]:
+        if pk != prev + 1:
+            runs.append((lo, prev))
+            lo = pk
+        prev = pk
+    runs.append((lo, prev))
+    return runs
+
+
+_LOG_ROWS: Final = BulkInsert(
+    Table("audit_log", MetaData(), *(Column(c.name, NullType()) for c in AUDIT_LOG_TABLE.c)),
+    ("seq", "event_pk", "leaf_hash", "sealed_at"),
+)
+"""``audit_log`` with no column converted row by row: the one that needs converting,
+``sealed_at``, is the same for a whole batch and ``insert_entries`` converts it once."""
+
+
+def insert_entries(
+    session: Session,
+    first_seq: int,
+    event_pks: Sequence[int],
+    leaf_hashes: Sequence[str],
+    sealed_at: datetime,
+) -> None:
+    """Append log entries: seq ``first_seq + i`` for ``event_pks[i]``, whose leaf hash (hex) is
+    ``leaf_hashes[i]``, all sealed at ``sealed_at``, in one statement (``BulkInsert``: an
+    executemany on SQLite, a COPY on PostgreSQL).
+
+    ``sealed_at`` goes through the column's own bind processing, so the stored value is
+    the one a Core insert wrote. Driver errors of the COPY are raised as SQLAlchemy's
+    (``IntegrityError``...), as from any other statement of the batch.
+    """
+    connection = session.connection()
+    dialect = connection.dialect
+    bind = AUDIT_LOG_TABLE.c.sealed_at.type.dialect_impl(dialect).bind_processor(dialect)
+    at = sealed_at if bind is None else bind(sealed_at)
+    seqs = range(first_seq, first_seq + len(event_pks))
+    rows = [
+        {"seq": seq, "event_pk": pk, "leaf_hash": leaf, "sealed_at": at}
+        for seq, pk, leaf in zip(seqs, event_pks, leaf_hashes, strict=True)
+    ]
+    _insert_wrapped(connection, rows)
+
+
+def _insert_wrapped(connection: Connection, rows: list[dict[str, object]]) -> None:
+    """``_LOG_ROWS.execute``, its raw driver errors (the COPY goes past SQLAlchemy) wrapped."""
+    error: type[Exception] = connection.dialect.loaded_dbapi.Error
+    try:
+        _LOG_ROWS.execute(connection, rows)
+    except error as exc:
+        raise DBAPIError.instance("COPY audit_log", None, exc, error) from exc
 
 
 def insert_checkpoint(

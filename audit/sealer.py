@@ -49,10 +49,50 @@ double an event:
   had given up on, as the watermark's own rescan does below it;
 * which events it proposes only narrows what a batch reads: the lock, the fence
   and the constraints above still decide what is committed, and the ``NOT
-  EXISTS`` keeps an event that someone else sealed out of the batch.
+  EXISTS`` (and the re-check under the lock, below) keeps an event that someone
+  else sealed out of the batch.
 
 The watermark follows the cursor (what it knew was settled a grace ago), so a
 rebuild rereads only the recent past; its O(window) queries run at build time only.
+
+Outside the write gate
+----------------------
+On SQLite every request that writes waits while a batch holds the write gate
+(``service.db.write_gate``), so the batch does as little as it can there. Before
+taking it, in a read-only session closed before the hashing, a batch reads its
+candidates and computes their leaf hashes -- nearly all of its CPU per event.
+Inside the gate (lock, fence, resume) it only re-checks that the candidates are
+still unsealed, appends their leaves to the compact range in pk order, inserts the
+entries and the checkpoint, and commits. The lease fence still comes first there:
+a batch prepared by a sequencer that has lost the lease meanwhile is abandoned.
+Hashing early is safe because:
+
+* a leaf depends on the event alone: the hashed document is ``event_document``'s,
+  which has no ``seq`` (``audit.documents``; ``audit.canonical`` also drops a
+  top-level ``seq``), so the leaf does not depend on the position in the log,
+  decided under the lock;
+* events never change once committed: triggers refuse every UPDATE and DELETE on
+  ``audit_events`` (``audit_events_no_update`` and ``_no_delete`` on SQLite,
+  ``audit_events_append_only`` and ``_no_truncate`` on PostgreSQL: migration
+  0001), and the application role of ``docs/audit.md`` has no such grant; so the
+  row hashed before the gate is the row sealed. (Someone who can drop the
+  triggers can as well edit an event after it was sealed; verification reports
+  both the same way.);
+* only committed events are read, and one cannot disappear (no DELETE, and
+  ``audit_log.event_pk`` references it); one that commits after the read is left
+  to the next batch or poll, as an event that commits late always was;
+* what another sequencer sealed between the read and the lock is dropped under
+  the lock (``repository.sealed_among`` on the batch's pks; under the lock the
+  answer holds until the commit), and the unique ``event_pk`` still stands
+  behind that. A batch that drops some seals fewer; its cursor counts their pks
+  as gaps, which the next poll probes and finds sealed.
+
+The work per event is also lighter than through the ORM (a batch's CPU competes
+with the API's for the GIL): candidates come as ``repository.EventRecord`` (a Core
+select, each value converted once), are hashed by
+``documents.stored_event_leaf_hash`` (the same bytes as
+``event_leaf_hash(event_document(row))``: ``tests/audit/test_seal_fast_path.py``),
+and the entries go in through ``BulkInsert``.
 """
 
 from __future__ import annotations
@@ -63,7 +103,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -75,9 +115,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit import repository as repo
-from audit.canonical import event_leaf_hash
 from audit.cursor import MAX_GAP_RANGES, ScanCursor
-from audit.documents import event_document
+from audit.documents import stored_event_leaf_hash
 from audit.merkle import CompactRange
 from audit.note import format_checkpoint, sign_note
 from auth.keys import KeyStore
@@ -223,6 +262,26 @@ class _Probe:
     after_pk: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Leaves:
+    """Candidates read and hashed before the gate, in pk order: ``pks[i]``'s leaf hash is
+    ``hashes[i]`` (``hexes[i]`` in hex). Parallel lists rather than an object per event:
+    fewer objects alive through a batch for the garbage collector to walk."""
+
+    pks: list[int]
+    hashes: list[bytes]
+    hexes: list[str]
+
+    def without(self, pks: set[int]) -> _Leaves:
+        """The same leaves but those of ``pks``."""
+        kept = [i for i, pk in enumerate(self.pks) if pk not in pks]
+        return _Leaves(
+            [self.pks[i] for i in kept],
+            [self.hashes[i] for i in kept],
+            [self.hexes[i] for i in kept],
+        )
+
+
 class Sequencer:
     """Seals batches of events. Thread-safe only in the sense that each call uses its own session.
 
@@ -361,11 +420,10 @@ class Sequencer:
         with self.session_factory() as session:
             self.watermark.advance(session)
 
-    def _probe_for(self, after_pk: int) -> _Probe:
+    def _probe_in(self, session: Session, after_pk: int) -> _Probe:
         """Where the next batch looks: the cursor (built now if needed, outside any lock), or
         the old scan when asked to look above what the cursor knows (``after_pk > high``)."""
-        with self.session_factory() as session:
-            cursor = self._ensure_cursor(session)
+        cursor = self._ensure_cursor(session)
         high, ranges = cursor.probe()
         if after_pk > high:
             return _Probe(None, after_pk=max(after_pk, self.watermark.value))
@@ -401,10 +459,10 @@ class Sequencer:
         lost lease drops the cursor; it learns from a batch only once committed.
         """
         kid, private_key = self._signer()
-        probe = self._probe_for(after_pk)
         try:
+            probe, leaves = self._prepare(after_pk)
             with self.write_guard(), self.session_factory() as session, session.begin():
-                done = self._seal_in(session, probe, kid, private_key)
+                done = self._seal_in(session, leaves, kid, private_key)
         except BaseException:
             self._cursor = None
             raise
@@ -428,11 +486,27 @@ class Sequencer:
                 raise SealingError("no active audit signing key: run `creditshare db upgrade`")
         return signer
 
+    def _prepare(self, after_pk: int) -> tuple[_Probe, _Leaves]:
+        """Before the gate: where to look, the candidates found there (in pk order) and their
+        leaf hashes. Reads only, on a session closed before the hashing; nothing here
+        depends on the log's state (see "Outside the write gate" in the module docstring)."""
+        with self.session_factory() as session:
+            probe = self._probe_in(session, after_pk)
+            records = self._candidates(session, probe)
+        leaves = _Leaves([], [], [])
+        for record in records:  # each record is dropped once hashed
+            leaf = stored_event_leaf_hash(record)
+            leaves.pks.append(record.pk)
+            leaves.hashes.append(leaf)
+            leaves.hexes.append(leaf.hex())
+        return probe, leaves
+
     def _seal_in(
-        self, session: Session, probe: _Probe, kid: str, private_key: Ed25519PrivateKey
+        self, session: Session, leaves: _Leaves, kid: str, private_key: Ed25519PrivateKey
     ) -> _Committed | None:
-        """The batch transaction: lock, fence, resume, read, append and sign (None: the lease
-        is no longer ours). The caller's ``session.begin()`` commits it."""
+        """The batch transaction, inside the gate: lock, fence, resume, drop what was sealed
+        meanwhile, append and sign (None: the lease is no longer ours). The caller's
+        ``session.begin()`` commits it."""
         now = utcnow()
         repo.lock_sequencer(session)
         until: datetime | None = None
@@ -442,12 +516,15 @@ class Sequencer:
                 log.warning("lease lost: batch abandoned", extra={"holder": self.holder})
                 return None
         rng, origin = self._resume(session, self.origin)
-        rows = self._candidates(session, probe)
-        if not rows:
+        sealed = repo.sealed_among(session, leaves.pks)
+        if sealed:  # by another sequencer since we read them (no longer under the lease)
+            leaves = leaves.without(sealed)
+        if not leaves.pks:
             return _Committed(BatchResult(0, rng.size), until, [])
         first = rng.size + 1
+        rng.extend(leaves.hashes)
         sealed_at = utcnow()
-        repo.insert_entries(session, self._entries(rows, rng, sealed_at))
+        repo.insert_entries(session, first, leaves.pks, leaves.hexes, sealed_at)
         root = rng.root()
         note = sign_note(format_checkpoint(origin, rng.size, root), origin, private_key)
         repo.insert_checkpoint(
@@ -461,33 +538,14 @@ class Sequencer:
         )
         if self.before_commit is not None:
             self.before_commit(first, rng.size)
-        pks = [row.pk for row in rows]
-        return _Committed(BatchResult(len(rows), rng.size, pks[-1]), until, pks)
+        pks = leaves.pks
+        return _Committed(BatchResult(len(pks), rng.size, pks[-1]), until, pks)
 
-    def _candidates(self, session: Session, probe: _Probe) -> Sequence[repo.AnyRow]:
+    def _candidates(self, session: Session, probe: _Probe) -> Iterator[repo.EventRecord]:
         """The lowest unsealed events where ``probe`` says to look, in pk order."""
         if probe.cursor is None:
             return repo.unsealed_events(session, probe.after_pk, self.batch_size)
         return repo.unsealed_events_in(session, probe.ranges, probe.high, self.batch_size)
-
-    @staticmethod
-    def _entries(
-        rows: Sequence[repo.AnyRow], rng: CompactRange, sealed_at: datetime
-    ) -> list[dict[str, object]]:
-        """One log entry per row, each leaf appended to ``rng`` (its seq: the new size)."""
-        entries: list[dict[str, object]] = []
-        for row in rows:
-            leaf = event_leaf_hash(event_document(row))
-            rng.append(leaf)
-            entries.append(
-                {
-                    "seq": rng.size,
-                    "event_pk": row.pk,
-                    "leaf_hash": leaf.hex(),
-                    "sealed_at": sealed_at,
-                }
-            )
-        return entries
 
     @staticmethod
     def _resume(session: Session, default_origin: str) -> tuple[CompactRange, str]:
