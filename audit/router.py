@@ -6,6 +6,7 @@ request (by the middleware: these routes change nothing).
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -31,6 +32,7 @@ from schemas.enums import Outcome
 from schemas.uscc import normalize_uscc
 from service.db.session import SessionDep
 from service.openapi_docs import STANDARD, problems
+from service.problems import ProblemError
 from service.state import state_singleton
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=problems(*STANDARD))
@@ -233,6 +235,12 @@ def consistency_proof(
     return queries.consistency(session, _trail(request), from_, to)
 
 
+_VERIFYING = threading.Lock()
+"""One verification at a time per API process: a whole log is seconds of CPU per million
+events, and every other request of the process shares that CPU."""
+VERIFY_RETRY_AFTER = "5"
+
+
 @router.post("/verify", response_model=VerifyResultOut, name="audit.verify")
 def verify(
     request: Request,
@@ -244,15 +252,27 @@ def verify(
 
     `ok` is false with the first bad `seq` when an event was altered, deleted,
     inserted or moved, or a checkpoint is not authentic. The whole log is read:
-    on a large log, prefer `creditshare audit verify` (or a bundle) off-line.
+    on a large log, prefer `creditshare audit verify` (or a bundle) off-line. One
+    verification runs at a time per API process; another one asked meanwhile is
+    `503 service-unavailable` with `Retry-After`.
     """
     request_body = body or VerifyRequest()
     ctx = request.state.audit
     ctx.action = "audit.verify"
     trail = _trail(request)
-    result = queries.verify_database(
-        session, trail.key_store, trail.default_origin, request_body.from_seq, request_body.to_seq
-    )
+    if not _VERIFYING.acquire(blocking=False):
+        ctx.details["refused"] = "verification in progress"
+        raise ProblemError("service-unavailable", headers={"Retry-After": VERIFY_RETRY_AFTER})
+    try:
+        result = queries.verify_database(
+            session,
+            trail.key_store,
+            trail.default_origin,
+            request_body.from_seq,
+            request_body.to_seq,
+        )
+    finally:
+        _VERIFYING.release()
     ctx.details.update(
         {
             "from_seq": request_body.from_seq,

@@ -18,6 +18,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from audit import router as audit_router
 from audit.canonical import event_leaf_hash
 from audit.documents import document_from_csv_row
 from audit.merkle import verify_consistency, verify_inclusion
@@ -319,6 +320,25 @@ def test_verify_endpoint_on_an_intact_log(client: TestClient, factory: Factory) 
     assert ranged == {"ok": True, "checked": hi - lo + 1, "first_bad_seq": None, "problem": None}
     for bad in ({"from_seq": 0}, {"from_seq": 5, "to_seq": 2}, {"everything": True}):
         assert client.post("/v1/audit/verify", json=bad, headers=headers).status_code == 422
+
+
+def test_one_verification_at_a_time(client: TestClient, factory: Factory) -> None:
+    """While a verification runs in this process, another is refused with 503 and
+    Retry-After (and leaves its audit event); once it ends, verification is open again."""
+    headers = factory.headers("audit:read")
+    assert audit_router._VERIFYING.acquire(blocking=False)  # a verification in progress
+    try:
+        refused = client.post("/v1/audit/verify", headers=headers)
+    finally:
+        audit_router._VERIFYING.release()
+    assert refused.status_code == 503
+    assert refused.headers["retry-after"] == audit_router.VERIFY_RETRY_AFTER
+    assert refused.json()["type"].endswith("/service-unavailable")
+    [event] = _events_for_request(client, refused.headers["x-request-id"])
+    assert event.action == "audit.verify"
+    assert event.status == 503
+    assert event.details["refused"] == "verification in progress"
+    assert client.post("/v1/audit/verify", headers=headers).json()["ok"] is True
 
 
 # ---- exports ------------------------------------------------------------------------------
