@@ -41,13 +41,15 @@ class WriteGate:
             return None
         if self._fd is None or self._fd_pid != os.getpid():
             try:
-                self._fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+                fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             except OSError:
                 # e.g. a read-only directory: writers of this process still take turns on
                 # the thread lock; other processes poll in SQLite's busy handler as before.
                 self._lock_path = None
                 return None
-            self._fd_pid = os.getpid()
+            # Closed when the gate goes (with its engine): apps come and go in one process.
+            weakref.finalize(self, os.close, fd)
+            self._fd, self._fd_pid = fd, os.getpid()
         return self._fd
 
     @contextmanager

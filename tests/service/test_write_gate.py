@@ -3,6 +3,8 @@ where the database has no single writer to wait for."""
 
 from __future__ import annotations
 
+import gc
+import os
 import subprocess
 import sys
 import threading
@@ -10,6 +12,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+import pytest
 from sqlalchemy import create_engine
 
 from service.db.write_gate import write_gate
@@ -228,3 +231,24 @@ def test_without_a_usable_lock_file_threads_are_still_serialised(tmp_path: Path)
     with gate.hold():  # the first write finds the lock file unusable
         pass
     assert _overlapping_holders(gate.hold) == ["first-in", "first-out", "second-in"]
+
+
+def _open_lock_files(lock_path: Path) -> int:
+    """How many descriptors of this process point at ``lock_path``."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == str(lock_path))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_the_lock_file_is_closed_with_its_engine(tmp_path: Path) -> None:
+    """Apps (and their engines) come and go in one process: a gate's descriptor goes too."""
+    database = tmp_path / "gone.db"
+    engine = create_engine(f"sqlite:///{database}")
+    with write_gate(engine).hold():
+        pass
+    lock_path = Path(f"{database}-writegate").resolve()
+    assert _open_lock_files(lock_path) == 1
+    engine.dispose()
+    del engine
+    gc.collect()
+    assert _open_lock_files(lock_path) == 0
