@@ -87,6 +87,10 @@ class FallbackLimiter:
             else:
                 self._mark_up()
                 return decision
+        return self._acquire_locally(key, plan, cost)
+
+    def _acquire_locally(self, key: str, plan: RatePlan, cost: int) -> Decision:
+        """The charge against this node's share of the plan (the shared limiter failed)."""
         self._count_fallback()
         local = self.local_plan(plan)
         if cost > local.burst:
@@ -111,13 +115,21 @@ class FallbackLimiter:
         if not charges:  # nothing to ask: no probe of the shared limiter either
             return []
         if self._should_try_primary():
+            each = getattr(self._primary, "acquire_many_each", None)
             try:
-                decisions = self._primary.acquire_many(charges)
+                outcomes = each(charges) if each else self._primary.acquire_many(charges)
             except LimiterUnavailable:
                 self._mark_down()
             else:
                 self._mark_up()
-                return decisions
+                # A charge the shared limiter refused to run (an error on its key alone)
+                # goes to the local share; the others were charged there, and only there.
+                return [
+                    self._acquire_locally(key, plan, cost)
+                    if isinstance(outcome, LimiterUnavailable)
+                    else outcome
+                    for (key, plan, cost), outcome in zip(charges, outcomes, strict=True)
+                ]
         return [self.acquire(key, plan, cost) for key, plan, cost in charges]
 
     def peek(self, key: str, plan: RatePlan) -> Decision:

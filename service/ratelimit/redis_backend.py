@@ -161,7 +161,20 @@ class RedisLimiter:
             self._redis.close()
 
     def acquire_many(self, charges: Sequence[Charge]) -> list[Decision]:
-        """Every charge in one pipelined round trip (each still atomic on its own)."""
+        """Every charge in one pipelined round trip (each still atomic on its own);
+        :class:`LimiterUnavailable` if any of them could not be run."""
+        decisions: list[Decision] = []
+        for outcome in self.acquire_many_each(charges):
+            if isinstance(outcome, LimiterUnavailable):
+                raise outcome
+            decisions.append(outcome)
+        return decisions
+
+    def acquire_many_each(self, charges: Sequence[Charge]) -> list[Decision | LimiterUnavailable]:
+        """:meth:`acquire_many`, with a charge that failed on its own (e.g. its key holds
+        something else) as a :class:`LimiterUnavailable` in its place: the others were
+        charged, and a caller falling back must not charge them again. Raises
+        :class:`LimiterUnavailable` when Redis could not be asked at all."""
         for _, plan, cost in charges:
             check_cost(plan, cost)
         if not charges:
@@ -173,16 +186,19 @@ class RedisLimiter:
             replies = pipe.execute(raise_on_error=False)
         except RedisError as exc:
             raise LimiterUnavailable(f"redis: {exc}") from exc
-        decisions: list[Decision] = []
+        outcomes: list[Decision | LimiterUnavailable] = []
         for (key, plan, cost), reply in zip(charges, replies, strict=True):
             if isinstance(reply, NoScriptError):
                 # Nothing was charged for it: load the script and charge it on its own.
-                decisions.append(self._run(key, plan, cost, peek=False))
+                try:
+                    outcomes.append(self._run(key, plan, cost, peek=False))
+                except LimiterUnavailable as exc:
+                    outcomes.append(exc)
             elif isinstance(reply, Exception):
-                raise LimiterUnavailable(f"redis: {reply}")
+                outcomes.append(LimiterUnavailable(f"redis: {reply}"))
             else:
-                decisions.append(_decision(plan, reply))
-        return decisions
+                outcomes.append(_decision(plan, reply))
+        return outcomes
 
     def _run(self, key: str, plan: RatePlan, cost: int, *, peek: bool) -> Decision:
         args = _script_args(plan, cost, peek)

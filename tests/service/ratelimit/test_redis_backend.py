@@ -17,6 +17,8 @@ from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
 from service.ratelimit import LimiterUnavailable, RatePlan, RedisLimiter
+from service.ratelimit.fallback import FallbackLimiter
+from service.ratelimit.memory import InProcessLimiter
 
 pytestmark = pytest.mark.redis
 
@@ -171,6 +173,40 @@ def test_acquire_many_after_script_flush_charges_each_once(client: redis.Redis, 
     decisions = limiter.acquire_many([(key, PLAN, 1)] * 2)
     assert [d.allowed for d in decisions] == [True, True]
     assert limiter.peek(key, PLAN).quota_remaining == PLAN.daily_quota - 2
+
+
+def test_a_charge_failing_alone_spares_the_others(client: redis.Redis, key: str) -> None:
+    """One key holding something else fails its charge only; the others are charged once,
+    in Redis. Through the fallback limiter that one charge goes to the local share, and the
+    others are not charged again there."""
+    limiter = RedisLimiter(client)
+    broken, other = f"{key}-broken", f"{key}-other"
+    client.set(limiter.redis_key(broken), "not a hash")  # WRONGTYPE inside the script
+    charges = [(key, PLAN, 1), (broken, PLAN, 1), (other, PLAN, 1)]
+    try:
+        first, failed, last = limiter.acquire_many_each(charges)
+        assert isinstance(failed, LimiterUnavailable)
+        assert not isinstance(first, LimiterUnavailable)
+        assert first.allowed
+        assert not isinstance(last, LimiterUnavailable)
+        assert last.allowed
+        with pytest.raises(LimiterUnavailable, match="redis"):
+            limiter.acquire_many(charges)  # the plain form: any failure fails the call
+
+        local = InProcessLimiter()
+        fallback = FallbackLimiter(limiter, local, nodes=1, quota_fail_closed=False)
+        decisions = fallback.acquire_many(charges)
+        assert [d.allowed for d in decisions] == [True, True, True]
+        assert not fallback.degraded  # an error on one key is not an outage
+        # Redis: three calls charged `key` and `other` three times each (1 + 1 + 1).
+        assert limiter.peek(key, PLAN).quota_remaining == PLAN.daily_quota - 3
+        assert limiter.peek(other, PLAN).quota_remaining == PLAN.daily_quota - 3
+        # The local share: only the broken key's one charge of the last call.
+        assert local.peek(key, PLAN).quota_remaining == PLAN.daily_quota
+        assert local.peek(broken, PLAN).quota_remaining == PLAN.daily_quota - 1
+        assert fallback.fallback_count == 1
+    finally:
+        client.delete(limiter.redis_key(broken), limiter.redis_key(other))
 
 
 def test_acquire_many_of_nothing_needs_no_redis() -> None:
