@@ -14,10 +14,7 @@ from datetime import datetime
 from typing import Any, Final, NamedTuple, TypeAlias
 
 from sqlalchemy import (
-    Column,
     ColumnElement,
-    Connection,
-    MetaData,
     Row,
     Select,
     String,
@@ -37,7 +34,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
@@ -400,12 +397,7 @@ def _runs(pks: Sequence[int]) -> list[tuple[int, int]]:
     return runs
 
 
-_LOG_ROWS: Final = BulkInsert(
-    Table("audit_log", MetaData(), *(Column(c.name, NullType()) for c in AUDIT_LOG_TABLE.c)),
-    ("seq", "event_pk", "leaf_hash", "sealed_at"),
-)
-"""``audit_log`` with no column converted row by row: the one that needs converting,
-``sealed_at``, is the same for a whole batch and ``insert_entries`` converts it once."""
+_LOG_ROWS: Final = BulkInsert(AUDIT_LOG_TABLE, ("seq", "event_pk", "leaf_hash", "sealed_at"))
 
 
 def insert_entries(
@@ -417,31 +409,13 @@ def insert_entries(
 ) -> None:
     """Append log entries: seq ``first_seq + i`` for ``event_pks[i]``, whose leaf hash (hex) is
     ``leaf_hashes[i]``, all sealed at ``sealed_at``, in one statement (``BulkInsert``: an
-    executemany on SQLite, a COPY on PostgreSQL).
-
-    ``sealed_at`` goes through the column's own bind processing, so the stored value is
-    the one a Core insert wrote. Driver errors of the COPY are raised as SQLAlchemy's
-    (``IntegrityError``...), as from any other statement of the batch.
-    """
-    connection = session.connection()
-    dialect = connection.dialect
-    bind = AUDIT_LOG_TABLE.c.sealed_at.type.dialect_impl(dialect).bind_processor(dialect)
-    at = sealed_at if bind is None else bind(sealed_at)
+    executemany on SQLite, a COPY on PostgreSQL; its errors are SQLAlchemy's)."""
     seqs = range(first_seq, first_seq + len(event_pks))
     rows = [
-        {"seq": seq, "event_pk": pk, "leaf_hash": leaf, "sealed_at": at}
+        {"seq": seq, "event_pk": pk, "leaf_hash": leaf, "sealed_at": sealed_at}
         for seq, pk, leaf in zip(seqs, event_pks, leaf_hashes, strict=True)
     ]
-    _insert_wrapped(connection, rows)
-
-
-def _insert_wrapped(connection: Connection, rows: list[dict[str, object]]) -> None:
-    """``_LOG_ROWS.execute``, its raw driver errors (the COPY goes past SQLAlchemy) wrapped."""
-    error: type[Exception] = connection.dialect.loaded_dbapi.Error
-    try:
-        _LOG_ROWS.execute(connection, rows)
-    except error as exc:
-        raise DBAPIError.instance("COPY audit_log", None, exc, error) from exc
+    _LOG_ROWS.execute(session.connection(), rows)
 
 
 def insert_checkpoint(

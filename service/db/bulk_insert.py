@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table
+from sqlalchemy.exc import DBAPIError
 
 from service.db.base import UTCDateTime
 
@@ -110,11 +111,16 @@ class BulkInsert:
         and the server takes them as one statement."""
         quote = connection.dialect.identifier_preparer.quote
         names = ", ".join(quote(name) for name in self._columns)
+        statement = f"COPY {quote(self._table.name)} ({names}) FROM STDIN"
         driver = connection.connection.driver_connection
         assert driver is not None
-        with (
-            driver.cursor() as cursor,
-            cursor.copy(f"COPY {quote(self._table.name)} ({names}) FROM STDIN") as copy,
-        ):
-            for row in params:
-                copy.write_row(row)
+        error: type[Exception] = connection.dialect.loaded_dbapi.Error
+        try:
+            with driver.cursor() as cursor, cursor.copy(statement) as copy:
+                for row in params:
+                    copy.write_row(row)
+        except error as exc:
+            # The COPY goes past SQLAlchemy: raise its errors as SQLAlchemy would
+            # (IntegrityError, OperationalError...), which is what callers catch (a lost
+            # database is a 503 with Retry-After, a sequencer's conflict a retry).
+            raise DBAPIError.instance(statement, None, exc, error) from exc

@@ -10,6 +10,7 @@ from typing import cast
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, Table, insert, select, text
+from sqlalchemy.exc import IntegrityError
 
 from audit.context import RequestAudit
 from audit.recorder import EVENT_COLUMNS, event_values, insert_event_rows
@@ -139,3 +140,14 @@ def test_refuses_what_core_refuses(engine: Engine) -> None:
         insert_event_rows(conn, rows)
     with pytest.raises(ValueError, match="no column"):
         BulkInsert(EVENTS, ["id", "nope"])
+
+
+def test_driver_errors_are_sqlalchemy_errors(engine: Engine) -> None:
+    """A conflict (and so a lost database) surfaces as SQLAlchemy's error, as from any other
+    statement: the fast path answers those 503 and the sequencer retries on them. (On
+    PostgreSQL the rows go by COPY, past SQLAlchemy.)"""
+    rows = _event_rows()[:1]
+    with engine.begin() as conn:
+        insert_event_rows(conn, rows)
+    with engine.connect() as conn, pytest.raises(IntegrityError):
+        insert_event_rows(conn, rows)
