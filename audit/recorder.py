@@ -68,25 +68,10 @@ def event_values(
     }
 
 
-EVENT_COLUMNS = (
-    "id",
-    "occurred_at",
-    "actor_client_id",
-    "actor_name",
-    "actor_kind",
-    "action",
-    "target_type",
-    "target_id",
-    "uscc",
-    "purpose",
-    "outcome",
-    "status",
-    "request_id",
-    "ip",
-    "details",
-)
-"""What :func:`event_values` gives (the table's ``pk`` is the database's)."""
-_INSERT_EVENTS = BulkInsert(cast(Table, AuditEvent.__table__), EVENT_COLUMNS)
+_EVENTS_TABLE = cast(Table, AuditEvent.__table__)
+EVENT_COLUMNS = tuple(column.name for column in _EVENTS_TABLE.columns if not column.primary_key)
+"""What :func:`event_values` gives: every column but ``pk`` (the database's)."""
+_INSERT_EVENTS = BulkInsert(_EVENTS_TABLE, EVENT_COLUMNS)
 
 
 def insert_event_rows(connection: Connection, rows: Sequence[Mapping[str, object]]) -> None:

@@ -88,20 +88,10 @@ _MANY_SUBJECTS = _SUBJECTS.where(_merchants.c.uscc.in_(bindparam("codes", expand
 _MANY_SUBJECTS_PG = _SUBJECTS.where(
     _merchants.c.uscc == any_(bindparam("codes", type_=ARRAY(String())))
 )
-CHECK_COLUMNS = (
-    "id",
-    "client_id",
-    "created_at",
-    "uscc",
-    "purpose",
-    "verdict",
-    "policy_version",
-    "reference",
-    "consent_ref",
-    "body",
-)
+_CHECKS_TABLE = cast(Table, CreditCheck.__table__)
+CHECK_COLUMNS = tuple(column.name for column in _CHECKS_TABLE.columns)
 """The columns of a stored check: every row that :func:`insert_checks` writes holds them."""
-_INSERT_CHECKS = BulkInsert(cast(Table, CreditCheck.__table__), CHECK_COLUMNS)
+_INSERT_CHECKS = BulkInsert(_CHECKS_TABLE, CHECK_COLUMNS)
 
 
 def _connection(db: Session | Connection) -> Connection:
