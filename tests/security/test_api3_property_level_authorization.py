@@ -9,26 +9,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.ids import new_id
-from tests.fixtures.factories import Factory, random_uscc
+from tests.fixtures.factories import Factory, random_uscc, record_body
 from tests.service.credit_checks.support import domain_default
-
-
-def _record(factory: Factory) -> dict[str, Any]:
-    """A complete, valid ``RecordCreate`` body for a merchant that exists."""
-    return {
-        "source": "market_regulation",
-        "source_record_id": new_id("src"),
-        "uscc": factory.merchant(),
-        "category": "ADMINISTRATIVE_PENALTY",
-        "severity": "GENERAL",
-        "authority": "天津市和平区市场监督管理局",
-        "document_no": "津和市监罚〔2026〕12号",
-        "decided_on": "2026-06-01",
-        "publicity_until": "2027-06-01",
-        "summary": "未按规定公示年度报告，罚款5000元",
-    }
-
 
 UnknownFieldCase = tuple[str, str, str, Callable[[Factory], dict[str, Any]], set[str]]
 
@@ -89,7 +71,7 @@ CASES: list[UnknownFieldCase] = [
         "POST",
         "/v1/admin/records",
         "admin:data",
-        lambda f: {**_record(f), "id": "rec_mine", "version": 99},
+        lambda f: {**record_body(f.merchant()), "id": "rec_mine", "version": 99},
         {"id", "version"},
     ),
     (

@@ -11,26 +11,8 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from service.ids import new_id
 from service.models import AuditEvent, RecordHistory
-from tests.fixtures.factories import Factory, random_uscc
-
-
-def record_body(uscc: str, **overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "source": "market_regulation",
-        "source_record_id": new_id("src"),
-        "uscc": uscc,
-        "category": "ADMINISTRATIVE_PENALTY",
-        "severity": "GENERAL",
-        "authority": "天津市和平区市场监督管理局",
-        "document_no": "津和市监罚〔2026〕12号",
-        "decided_on": "2026-06-01",
-        "publicity_until": "2027-06-01",
-        "summary": "未按规定公示年度报告，罚款5000元",
-    }
-    body.update(overrides)
-    return body
+from tests.fixtures.factories import Factory, random_uscc, record_body
 
 
 @pytest.fixture
