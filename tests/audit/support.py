@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit.context import RequestAudit
+from audit.queries import verify_database
 from audit.recorder import build_event
 from audit.sealer import Sequencer, log_origin
 from auth.keys import KeyStore
@@ -248,3 +249,14 @@ def query(url: str, statement: str, **params: Any) -> list[Any]:
             return list(conn.execute(text(statement), params).all())
     finally:
         engine.dispose()
+
+
+def assert_sealed_exactly_once(fresh: FreshApp) -> None:
+    """Every event sealed, each once, in a gapless log that verifies."""
+    seqs, pks = log_state(fresh.sessionmaker)
+    with fresh.sessionmaker() as session:
+        events = sorted(session.scalars(select(AuditEvent.pk)))
+        result = verify_database(session, fresh.key_store, fresh.origin)
+    assert seqs == list(range(1, len(events) + 1))
+    assert sorted(pks) == events
+    assert result.ok, result

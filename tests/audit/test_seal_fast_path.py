@@ -41,7 +41,6 @@ from audit.documents import (
     stored_event_leaf_hash,
     utc_text,
 )
-from audit.queries import verify_database
 from audit.recorder import insert_event_rows
 from service.db.base import utcnow
 from service.ids import new_id
@@ -49,6 +48,7 @@ from service.models import AuditEvent
 from tests.audit.support import (
     FreshApp,
     add_events,
+    assert_sealed_exactly_once,
     event_count,
     fresh_app,
     log_state,
@@ -180,16 +180,6 @@ def fresh(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[FreshApp]:
         yield app
 
 
-def _assert_sealed_exactly_once(fresh: FreshApp) -> None:
-    seqs, pks = log_state(fresh.sessionmaker)
-    with fresh.sessionmaker() as session:
-        events = sorted(session.scalars(select(AuditEvent.pk)))
-        result = verify_database(session, fresh.key_store, fresh.origin)
-    assert seqs == list(range(1, len(events) + 1))
-    assert sorted(pks) == events
-    assert result.ok, result
-
-
 # ---- the same leaf, on the database of the run -------------------------------------------------
 
 
@@ -210,7 +200,7 @@ def test_awkward_events_seal_into_a_log_both_verifiers_accept(
     _write_awkward(fresh)
     total = event_count(fresh.sessionmaker)
     assert fresh.sequencer(batch_size=7).drain() == total
-    _assert_sealed_exactly_once(fresh)
+    assert_sealed_exactly_once(fresh)
     with fresh.sessionmaker() as session:
         rows = repo.sealed_events(session, 1, total)
         assert [row.leaf_hash for row in rows] == [
@@ -439,7 +429,7 @@ def test_candidates_are_read_and_hashed_before_the_gate_and_sealed_under_it(
         "insert_entries": {True},
     }
     monkeypatch.undo()
-    _assert_sealed_exactly_once(fresh)
+    assert_sealed_exactly_once(fresh)
 
 
 def test_events_sealed_by_another_sequencer_after_the_read_are_dropped(fresh: FreshApp) -> None:
@@ -461,7 +451,7 @@ def test_events_sealed_by_another_sequencer_after_the_read_are_dropped(fresh: Fr
     assert rival_sealed == [4]
     assert (result.sealed, result.size) == (total - 4, total)
     assert not ours.pending()  # the rival's pks became gaps of our cursor: probed, sealed
-    _assert_sealed_exactly_once(fresh)
+    assert_sealed_exactly_once(fresh)
 
 
 def test_a_batch_whose_candidates_were_all_sealed_meanwhile_seals_nothing(
@@ -478,7 +468,7 @@ def test_a_batch_whose_candidates_were_all_sealed_meanwhile_seals_nothing(
 
     result = fresh.sequencer(write_guard=gate).seal_batch()
     assert (result.sealed, result.size) == (0, total)
-    _assert_sealed_exactly_once(fresh)
+    assert_sealed_exactly_once(fresh)
 
 
 def test_log_entries_store_sealed_at_as_core_does(fresh: FreshApp) -> None:

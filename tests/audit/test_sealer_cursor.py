@@ -13,7 +13,6 @@ from sqlalchemy import func, insert, select
 
 from audit import repository as repo
 from audit.cursor import GapRange, ScanCursor
-from audit.queries import verify_database
 from audit.sealer import LEASE_NAME, Sequencer, Watermark
 from service.db.base import utcnow
 from service.ids import new_id
@@ -21,6 +20,7 @@ from service.models import AuditEvent
 from tests.audit.support import (
     FreshApp,
     add_events,
+    assert_sealed_exactly_once,
     event_count,
     fresh_app,
     log_state,
@@ -120,17 +120,6 @@ def insert_at(fresh: FreshApp, values: dict[str, Any], *pks: int) -> None:
 def spans(cursor: ScanCursor | None) -> list[tuple[int, int]]:
     assert cursor is not None
     return [(gap.lo, gap.hi) for gap in cursor.gaps]
-
-
-def assert_sealed_exactly_once(fresh: FreshApp) -> None:
-    """Every event sealed, each once, in a gapless log that verifies."""
-    seqs, pks = log_state(fresh.sessionmaker)
-    with fresh.sessionmaker() as session:
-        events = sorted(session.scalars(select(AuditEvent.pk)))
-        result = verify_database(session, fresh.key_store, fresh.origin)
-    assert seqs == list(range(1, len(events) + 1))
-    assert sorted(pks) == events
-    assert result.ok, result
 
 
 def sequencer(fresh: FreshApp, clock: Clock, **kwargs: Any) -> Sequencer:
