@@ -18,6 +18,7 @@ from service.credit_checks.repository import CHECK_COLUMNS, insert_checks
 from service.db.bulk_insert import BulkInsert
 from service.ids import new_id
 from service.models import AuditEvent, CreditCheck
+from tests.audit.support import wait_sealed
 
 EVENTS = cast(Table, AuditEvent.__table__)
 CHECKS = cast(Table, CreditCheck.__table__)
@@ -26,6 +27,12 @@ CHECKS = cast(Table, CreditCheck.__table__)
 @pytest.fixture
 def engine(app_client: TestClient) -> Engine:
     return cast(Engine, app_client.app.state.engine)  # type: ignore[attr-defined]
+
+
+def _wait_sealed(client: TestClient, rows: list[dict[str, object]]) -> None:
+    """Back-dated events in the worker's shared log are an old backlog (``/readyz`` answers
+    503) until the sequencer has sealed them: a test that writes them waits for that."""
+    wait_sealed(client.app.state.sessionmaker, [str(r["id"]) for r in rows])  # type: ignore[attr-defined]
 
 
 def _event_rows() -> list[dict[str, object]]:
@@ -66,7 +73,7 @@ def _twin(rows: list[dict[str, object]], prefix: str) -> list[dict[str, object]]
     return [{**row, "id": new_id(prefix)} for row in rows]
 
 
-def test_events_match_core(engine: Engine) -> None:
+def test_events_match_core(engine: Engine, app_client: TestClient) -> None:
     core_rows = _event_rows()
     bulk_rows = _twin(core_rows, "evt")
     with engine.begin() as conn:
@@ -83,6 +90,7 @@ def test_events_match_core(engine: Engine) -> None:
     # and they are the values given, the timestamps in UTC
     assert bulk[0][1] == datetime(2026, 11, 30, 0, 0, 1, 123456, tzinfo=UTC)
     assert bulk[0][-1] == core_rows[0]["details"]
+    _wait_sealed(app_client, core_rows + bulk_rows)
 
 
 def test_checks_match_core(engine: Engine) -> None:
@@ -142,7 +150,7 @@ def test_refuses_what_core_refuses(engine: Engine) -> None:
         BulkInsert(EVENTS, ["id", "nope"])
 
 
-def test_driver_errors_are_sqlalchemy_errors(engine: Engine) -> None:
+def test_driver_errors_are_sqlalchemy_errors(engine: Engine, app_client: TestClient) -> None:
     """A conflict (and so a lost database) surfaces as SQLAlchemy's error, as from any other
     statement: the fast path answers those 503 and the sequencer retries on them. (On
     PostgreSQL the rows go by COPY, past SQLAlchemy.)"""
@@ -151,3 +159,4 @@ def test_driver_errors_are_sqlalchemy_errors(engine: Engine) -> None:
         insert_event_rows(conn, rows)
     with engine.connect() as conn, pytest.raises(IntegrityError):
         insert_event_rows(conn, rows)
+    _wait_sealed(app_client, rows)
