@@ -32,12 +32,18 @@ def _is_secret(key: str) -> bool:
     return lowered == "d" or any(m in lowered for m in _SECRET_MARKERS if m != "d")
 
 
+_PLAIN = (str, int, float, list, tuple, type(None))
+
+
 def _scrub(details: Mapping[str, object]) -> dict[str, object]:
     clean: dict[str, object] = {}
     for key, value in details.items():
         if _is_secret(key):
             clean[key] = "[redacted]"
-        elif isinstance(value, Mapping):
+        elif isinstance(value, dict) or (
+            # Mapping is an ABC, slow to test: the plain values details hold skip it.
+            not isinstance(value, _PLAIN) and isinstance(value, Mapping)
+        ):
             clean[key] = _scrub(value)
         else:
             clean[key] = value

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 
 import orjson
 from cryptography.hazmat.primitives import hashes
@@ -42,10 +41,31 @@ def _b64url(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
-@lru_cache(maxsize=16)
-def _protected_header(kid: str) -> bytes:
-    """The encoded protected header of a key's receipts (the same for every receipt)."""
-    return _b64url(orjson.dumps({"alg": RECEIPT_ALG, "kid": kid, "typ": RECEIPT_TYP}))
+_SigningKey = tuple[ECKey, ec.EllipticCurvePrivateKey, bytes]
+_SIGNING_KEYS: dict[int, _SigningKey] = {}
+"""Per signing key (by identity; the key itself is held, so its id stays its own): the
+checked private key and the encoded protected header of its receipts. joserfc's ``kid``
+and ``private_key`` properties, and the type checks, cost more than a quarter of the
+signature itself when asked again for every receipt."""
+_MAX_SIGNING_KEYS = 16
+
+
+def _signing_key(key: ECKey) -> _SigningKey:
+    known = _SIGNING_KEYS.get(id(key))
+    if known is not None and known[0] is key:
+        return known
+    private_key = key.private_key
+    if (
+        not isinstance(private_key, ec.EllipticCurvePrivateKey)
+        or not isinstance(private_key.curve, ec.SECP256R1)
+        or key.kid is None
+    ):
+        raise ValueError("receipts are signed with a P-256 private key that has a kid")
+    header = _b64url(orjson.dumps({"alg": RECEIPT_ALG, "kid": key.kid, "typ": RECEIPT_TYP}))
+    if len(_SIGNING_KEYS) >= _MAX_SIGNING_KEYS:  # keys rotate rarely: start afresh
+        _SIGNING_KEYS.clear()
+    known = _SIGNING_KEYS[id(key)] = (key, private_key, header)
+    return known
 
 
 def sign_receipt(key: ECKey, claims: Mapping[str, object]) -> str:
@@ -56,14 +76,8 @@ def sign_receipt(key: ECKey, claims: Mapping[str, object]) -> str:
     ``header.payload``; the signature is R || S, each 32 bytes (RFC 7518 section 3.4),
     not the DER that OpenSSL returns.
     """
-    private_key = key.private_key
-    if (
-        not isinstance(private_key, ec.EllipticCurvePrivateKey)
-        or not isinstance(private_key.curve, ec.SECP256R1)
-        or key.kid is None
-    ):
-        raise ValueError("receipts are signed with a P-256 private key that has a kid")
-    signing_input = _protected_header(key.kid) + b"." + _b64url(orjson.dumps(claims))
+    _, private_key, header = _signing_key(key)
+    signing_input = header + b"." + _b64url(orjson.dumps(claims))
     r, s = decode_dss_signature(private_key.sign(signing_input, _ES256))
     signature = r.to_bytes(P256_BYTES, "big") + s.to_bytes(P256_BYTES, "big")
     return (signing_input + b"." + _b64url(signature)).decode("ascii")

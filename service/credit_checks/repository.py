@@ -12,7 +12,21 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import NamedTuple, cast
 
-from sqlalchemy import Connection, Date, String, Table, and_, any_, bindparam, or_, select
+import orjson
+from sqlalchemy import (
+    Connection,
+    Date,
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -72,7 +86,9 @@ _MERCHANT_WIDTH = len(_MERCHANT_COLUMNS)
 # join follows the index on credit_records.uscc.
 _COUNTING = and_(
     _records.c.uscc == _merchants.c.uscc,
-    _records.c.status.in_(sorted(COUNTING_STATUSES)),
+    # One bound parameter per status, fixed: an IN list of values would be rendered
+    # into the statement again on every execution.
+    _records.c.status.in_([literal(status) for status in sorted(COUNTING_STATUSES)]),
     or_(
         _records.c.publicity_until.is_(None),
         _records.c.publicity_until >= bindparam("today", type_=Date()),
@@ -82,11 +98,16 @@ _SUBJECTS = select(*_MERCHANT_COLUMNS, *_RECORD_COLUMNS).select_from(
     _merchants.outerjoin(_records, _COUNTING)
 )
 _ONE_SUBJECT = _SUBJECTS.where(_merchants.c.uscc == bindparam("uscc"))
-_MANY_SUBJECTS = _SUBJECTS.where(_merchants.c.uscc.in_(bindparam("codes", expanding=True)))
-# PostgreSQL takes the codes as one array parameter: the statement is the same for any
-# number of codes, so it is not re-rendered per call as an expanding IN list is.
+# The codes go as one parameter, so that the statement is the same for any number of
+# codes and not re-rendered per call as an expanding IN list is: an array on PostgreSQL,
+# a JSON array read by json_each on SQLite.
 _MANY_SUBJECTS_PG = _SUBJECTS.where(
     _merchants.c.uscc == any_(bindparam("codes", type_=ARRAY(String())))
+)
+_MANY_SUBJECTS = _SUBJECTS.where(
+    _merchants.c.uscc.in_(
+        select(literal_column("value")).select_from(func.json_each(bindparam("codes_json")))
+    )
 )
 _CHECKS_TABLE = cast(Table, CreditCheck.__table__)
 CHECK_COLUMNS = tuple(column.name for column in _CHECKS_TABLE.columns)
@@ -123,8 +144,12 @@ def load_subjects(
     if not codes:
         return {}
     connection = _connection(db)
-    query = _MANY_SUBJECTS_PG if connection.dialect.name == "postgresql" else _MANY_SUBJECTS
-    rows = connection.execute(query, {"codes": sorted(codes), "today": today}).all()
+    if connection.dialect.name == "postgresql":
+        parameters: dict[str, object] = {"codes": sorted(codes), "today": today}
+        rows = connection.execute(_MANY_SUBJECTS_PG, parameters).all()
+    else:
+        codes_json = orjson.dumps(sorted(codes)).decode()
+        rows = connection.execute(_MANY_SUBJECTS, {"codes_json": codes_json, "today": today}).all()
     return _collect(rows)
 
 

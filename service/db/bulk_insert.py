@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Connection, Table
@@ -70,6 +71,12 @@ class BulkInsert:
             raise ValueError(f"{table.name} has no column(s) {unknown}")
         self._table = table
         self._columns = tuple(columns)
+        # A row's values in column order, read in C (itemgetter of one name gives no tuple).
+        self._values: Callable[[Mapping[str, object]], Sequence[object]] = (
+            itemgetter(*self._columns)
+            if len(self._columns) > 1
+            else lambda row: (row[self._columns[0]],)
+        )
         self._rendered: dict[str, tuple[str, tuple[Convert | None, ...]]] = {}
 
     def _for(self, connection: Connection) -> tuple[str, tuple[Convert | None, ...]]:
@@ -94,11 +101,14 @@ class BulkInsert:
         if not rows:
             return
         sql, converters = self._for(connection)
-        pairs = tuple(zip(self._columns, converters, strict=True))
-        params = [
-            tuple(row[name] if convert is None else convert(row[name]) for name, convert in pairs)
-            for row in rows
-        ]
+        values = self._values
+        converting = [(index, c) for index, c in enumerate(converters) if c is not None]
+        params: list[tuple[Any, ...]] = []
+        for row in rows:
+            converted = list(values(row))
+            for index, convert in converting:
+                converted[index] = convert(converted[index])
+            params.append(tuple(converted))
         if connection.dialect.name == "postgresql":
             self._copy(connection, params)
         else:
