@@ -36,6 +36,7 @@ ACTION_CREATE = "credit_check.create"
 ACTION_BATCH = "credit_check.batch"
 TARGET_TYPE = "credit_check"
 CHECK_ID_PREFIX = "chk"
+_DETAIL_SCOPE = Scope.CREDIT_DETAIL.value
 
 Charge = Callable[[int], dict[str, str]]
 """Charges n checks to the client's rate plan: response headers, or a 429/503 problem."""
@@ -95,7 +96,8 @@ def issue(
 ) -> IssuedCheck:
     """Decide, sign and serialise one check (``created_at``: ``now`` as written)."""
     policy = issuer.policy
-    verdict, reasons = evaluate(policy.rules, subject.registration_status, subject.records, today)
+    decided, reasons = evaluate(policy.rules, subject.registration_status, subject.records, today)
+    verdict = decided.value
     deciding = records_view([r for r in subject.records if is_counting(r, today)])
     check_id = new_id(CHECK_ID_PREFIX)
     client_id = issuer.principal.client_id
@@ -108,7 +110,7 @@ def issue(
             "check_id": check_id,
             "uscc": subject.uscc,
             "purpose": purpose,
-            "verdict": verdict.value,
+            "verdict": verdict,
             "policy_version": policy.version_label,
             "records_digest": records_digest(deciding),
         },
@@ -121,10 +123,10 @@ def issue(
         "reference": reference,
         "consent_ref": consent_ref,
         "merchant": merchant_view(subject, issuer.keyring, unmask=unmask),
-        "verdict": verdict.value,
+        "verdict": verdict,
         "reasons": reasons,
     }
-    if issuer.principal.has(Scope.CREDIT_DETAIL.value):
+    if issuer.principal.has(_DETAIL_SCOPE):
         document["records"] = deciding
     document["data_as_of"] = timestamp(subject.data_updated_at)
     document["policy_version"] = policy.version_label
@@ -136,7 +138,7 @@ def issue(
         "created_at": now,
         "uscc": subject.uscc,
         "purpose": purpose,
-        "verdict": verdict.value,
+        "verdict": verdict,
         "policy_version": policy.version_label,
         "reference": reference,
         "consent_ref": consent_ref,
@@ -144,4 +146,4 @@ def issue(
             issuer.keyring, body, check_id=check_id, uscc=subject.uscc, sealed=unmask
         ),
     }
-    return IssuedCheck(id=check_id, row=row, body=body, verdict=verdict.value, unmasked=unmask)
+    return IssuedCheck(id=check_id, row=row, body=body, verdict=verdict, unmasked=unmask)

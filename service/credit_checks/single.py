@@ -48,6 +48,7 @@ from service.problems import ProblemError
 from service.ratelimit.charging import ChargeOutcome
 
 LEGACY_REASON = "checksum"
+_PII_SCOPE = Scope.CREDIT_PII.value
 log = logging.getLogger("creditshare.checks")
 
 
@@ -162,7 +163,7 @@ def _issue_one(
 ) -> tuple[CheckResult, IssuedCheck]:
     # Unmasked personal data needs both the scope and the owner's consent reference; a
     # consent_ref without the scope is only stored.
-    may_unmask = request.principal.has(Scope.CREDIT_PII.value) and request.consent_ref is not None
+    may_unmask = request.principal.has(_PII_SCOPE) and request.consent_ref is not None
     check = issue(
         issuer,
         subject,
