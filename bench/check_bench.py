@@ -86,6 +86,26 @@ def server(target: str, env: dict[str, str], workers: int) -> Iterator[str]:
         process.wait(timeout=30)
 
 
+@contextmanager
+def sealing_worker(env: dict[str, str], wanted: bool) -> Iterator[None]:
+    """``creditshare worker`` beside the API, as docs/operations.md deploys it on PostgreSQL
+    (the API processes then run no sequencer thread); nothing when not ``wanted``."""
+    if not wanted:
+        yield
+        return
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "worker"],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def _database(kind: str, pg: str, tmp: Path) -> str:
     if kind == "sqlite":
         return f"sqlite:///{tmp / 'bench.db'}"
@@ -117,6 +137,31 @@ def _analyze(url: str) -> None:
         conn.execute(text("ANALYZE"))
         conn.commit()
     engine.dispose()
+
+
+def _sealing_lag(url: str, timeout: float = 120.0) -> dict[str, float]:
+    """Right after the load: how many events were not yet sealed, and how long the
+    sequencer (thread or worker) took to seal them all."""
+    engine = make_engine(url, pool_size=1)
+    unsealed = text(
+        "SELECT count(*) FROM audit_events e"
+        " WHERE NOT EXISTS (SELECT 1 FROM audit_log l WHERE l.event_pk = e.pk)"
+    )
+    started = time.monotonic()
+    try:
+        with engine.connect() as conn:
+            backlog = first = int(conn.execute(unsealed).scalar_one())
+            while backlog and time.monotonic() - started < timeout:
+                time.sleep(0.1)
+                conn.rollback()
+                backlog = int(conn.execute(unsealed).scalar_one())
+    finally:
+        engine.dispose()
+    return {
+        "unsealed_at_end": first,
+        "seconds_to_seal": round(time.monotonic() - started, 1),
+        "unsealed_after": backlog,
+    }
 
 
 def _client_and_codes(url: str, sample: int) -> tuple[str, str, list[str]]:
@@ -238,6 +283,13 @@ def main() -> None:
     parser.add_argument("--only-check", action="store_true", help="skip the bare run and batches")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--target", default="service.asgi:app", help="ASGI app to load")
+    parser.add_argument(
+        "--sequencer",
+        choices=["embedded", "worker"],
+        help="who seals the audit trail: a thread in each API process, or one "
+        "`creditshare worker` process beside them (the runbook's PostgreSQL deployment); "
+        "default: worker on PostgreSQL, embedded on SQLite",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
@@ -268,7 +320,15 @@ def main() -> None:
             "merchants": args.merchants,
             "seed_seconds": round(seed_s, 1),
         }
-        with server(args.target, env, args.workers) as base:
+        sequencer = args.sequencer or ("worker" if args.db == "postgres" else "embedded")
+        result["sequencer"] = sequencer
+        serve_env = dict(env)
+        if sequencer == "worker":
+            serve_env["CREDITSHARE_EMBEDDED_SEQUENCER"] = "false"
+        with (
+            sealing_worker(env, sequencer == "worker"),
+            server(args.target, serve_env, args.workers) as base,
+        ):
             token = httpx.post(
                 f"{base}/oauth/token",
                 data={"grant_type": "client_credentials"},
@@ -284,6 +344,7 @@ def main() -> None:
             result["check"] = _wrk(
                 base, "/v1/credit-checks", token, codes, args.seconds, tmp, args.connections
             )
+            result["sealing"] = _sealing_lag(url)
             if args.only_check:
                 print(json.dumps(result))
                 return
