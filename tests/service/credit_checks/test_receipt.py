@@ -112,3 +112,18 @@ def test_a_receipt_is_a_compact_jws_any_es256_library_reads() -> None:
     decoded = jws.deserialize_compact(token, key, algorithms=["ES256"])
     assert decoded.headers() == {"alg": "ES256", "kid": "k1", "typ": "credit-check+jwt"}
     assert json.loads(decoded.payload)["n"] == "中文"
+
+
+def test_each_key_signs_under_its_own_kid_however_many_keys_came_before() -> None:
+    """What is kept per signing key (its checked private key and header) never mixes keys
+    up: keys used in turn, and more of them than are kept, each sign under their own kid."""
+    keys = [
+        ECKey.generate_key("P-256", parameters={"kid": f"k{i}"}, private=True) for i in range(20)
+    ]
+    for key in [*keys, keys[0], keys[19], keys[0]]:
+        token = sign_receipt(key, {"check_id": "chk_x"})
+        decoded = jws.deserialize_compact(token, key, algorithms=["ES256"])
+        assert decoded.headers()["kid"] == key.kid
+        other = keys[1] if key is keys[0] else keys[0]
+        with pytest.raises(Exception, match="signature"):
+            jws.deserialize_compact(token, other, algorithms=["ES256"])

@@ -281,3 +281,36 @@ def test_non_integral_interval_admits_exactly_burst(backend: Backend) -> None:
     key = backend.key()
     decisions = [backend.limiter.acquire(key, plan) for _ in range(8)]
     assert [d.allowed for d in decisions] == [True] * 7 + [False]
+
+
+def test_acquire_many_decides_as_acquire_one_by_one(backend: Backend) -> None:
+    """Several clients and plans in one call, keys repeating: each charge is decided as
+    ``acquire`` would decide it in that order (a refusal charging nothing), on a twin set
+    of keys charged one at a time."""
+    slow = RatePlan("slow", requests_per_second=0.01, burst=2, daily_quota=1_000)
+    scarce = RatePlan("scarce", requests_per_second=0.01, burst=10, daily_quota=3)
+    keys = [backend.key() for _ in range(3)]
+    twins = [backend.key() for _ in range(3)]
+    order = [(0, slow), (1, scarce), (0, slow), (2, slow), (0, slow), (1, scarce)]
+    order += [(1, scarce), (1, scarce), (2, slow), (2, slow)]
+
+    together = backend.limiter.acquire_many([(keys[i], plan, 1) for i, plan in order])
+    alone = [backend.limiter.acquire(twins[i], plan) for i, plan in order]
+
+    def essentials(d: Decision) -> tuple[object, ...]:
+        return (d.allowed, d.reason, d.limit_remaining, d.quota_remaining)
+
+    assert [essentials(d) for d in together] == [essentials(d) for d in alone]
+    assert [d.allowed for d in together] == [
+        True,
+        True,
+        True,
+        True,
+        False,
+        True,
+        True,
+        False,
+        True,
+        False,
+    ]
+    assert [d.reason for d in together if not d.allowed] == ["rate", "quota", "rate"]

@@ -1,0 +1,42 @@
+"""Reading merchants for a group of checks: one statement for any number of codes, the
+same subjects as reading them one by one (on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from schemas.uscc import ALPHABET, check_character
+from service.credit_checks.repository import load_subject, load_subjects
+from tests.fixtures.factories import Factory
+
+
+def _unknown(index: int) -> str:
+    body = "91120000MA" + "".join(ALPHABET[(index * 7 + i) % 31] for i in range(7))
+    return body + check_character(body)
+
+
+def test_many_codes_read_as_each_alone(client: TestClient, factory: Factory) -> None:
+    engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
+    today = date.today()
+    known = [factory.merchant() for _ in range(5)]
+    factory.record(known[0])
+    factory.record(known[0], severity="SERIOUS")
+    factory.record(known[1], status="REPAIRED")  # no longer counts: not read
+    factory.record(  # its publicity ended: not read
+        known[2], decided_on=today - timedelta(days=800), publicity_until=today - timedelta(days=1)
+    )
+    factory.record(known[3], status="UNDER_OBJECTION")
+    codes = [*known, *(_unknown(i) for i in range(150))]  # more than any group
+
+    with engine.connect() as conn:
+        together = load_subjects(conn, set(codes), today)
+        alone = {code: load_subject(conn, code, today) for code in codes}
+
+    assert together == {code: subject for code, subject in alone.items() if subject is not None}
+    assert sorted(together) == sorted(known)
+    assert [len(together[code].records) for code in known] == [2, 0, 0, 1, 0]
+    with engine.connect() as conn:
+        assert load_subjects(conn, set(), today) == {}
