@@ -212,9 +212,10 @@ class RedisLimiter:
         :class:`LimiterUnavailable` when Redis could not be asked at all.
 
         One EVALSHA for all the charges: one command to pack, parse and run, where a
-        pipeline of one script per charge cost the group's thread and Redis each several
-        times more. (Its keys are those of several clients: on a Redis Cluster they
-        would have to share a slot; the service runs against one Redis server.)
+        pipeline of one script per charge cost the group's thread and Redis each about a
+        third more per charge (groups of nine: 14-15 against 19-25 µs in the API, 11-18
+        against 16-22 µs in Redis). Its keys are those of several clients: on a Redis
+        Cluster they would have to share a slot; the service runs against one Redis server.
         """
         for _, plan, cost in charges:
             check_cost(plan, cost)
