@@ -12,10 +12,11 @@ creates a platform client on a rate plan nobody can exhaust, starts the API with
 uvicorn (2 workers) and the bare endpoint the same way, and drives them in turn with
 ``wrk -t2 -c64 -d10s`` (each run after a 3 s warm-up), posting checks for codes drawn
 from the registry: ``--rounds`` alternations, both servers up, the ratio being the median
-of the ratios of neighbouring runs (this machine's speed drifts over minutes). On
-PostgreSQL a ``creditshare worker`` seals the audit trail beside the API, as the runbook
-deploys it; the time sealing needed to catch up after the load is reported. Then it
-times 1000-item batches, one at a time. Prints one JSON object with the figures.
+of the ratios of neighbouring runs (this machine's speed drifts over minutes). The audit
+trail is sealed by the API processes' own sequencer thread, or with ``--sequencer worker``
+by a ``creditshare worker`` beside them; the time sealing needed to catch up after the load
+is reported. Then it times 1000-item batches, one at a time. Prints one JSON object with
+the figures.
 """
 
 from __future__ import annotations
@@ -302,9 +303,9 @@ def main() -> None:
     parser.add_argument(
         "--sequencer",
         choices=["embedded", "worker"],
-        help="who seals the audit trail: a thread in each API process, or one "
-        "`creditshare worker` process beside them (the runbook's PostgreSQL deployment); "
-        "default: worker on PostgreSQL, embedded on SQLite",
+        default="embedded",
+        help="who seals the audit trail: a thread in the API processes (default), or one "
+        "`creditshare worker` process beside them on the same cores",
     )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -336,7 +337,7 @@ def main() -> None:
             "merchants": args.merchants,
             "seed_seconds": round(seed_s, 1),
         }
-        sequencer = args.sequencer or ("worker" if args.db == "postgres" else "embedded")
+        sequencer = args.sequencer
         result["sequencer"] = sequencer
         serve_env = dict(env)
         if sequencer == "worker":

@@ -130,7 +130,7 @@ def main() -> None:
         )
         rows += [
             _row("embedded default (SQLite, in-process limiter)", sqlite),
-            _row("PostgreSQL + Redis, sealing by `creditshare worker`", postgres),
+            _row("PostgreSQL + Redis", postgres),
         ]
     audit = _python("bench.audit_bench", "--events", "20000", "--verify", "100000", "--pg", PG)
     lines = [
