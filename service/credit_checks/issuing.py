@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 import orjson
-from joserfc.jwk import ECKey
 
 from auth.principal import Principal
 from schemas.enums import Scope
@@ -23,7 +22,7 @@ from service.credit_checks.document import (
     shows_personal_data,
     timestamp,
 )
-from service.credit_checks.receipt import records_digest, sign_receipt
+from service.credit_checks.receipt import ReceiptSigner, records_digest
 from service.credit_checks.repository import Subject
 from service.credit_checks.stored import store_form
 from service.crypto import KeyRing
@@ -49,7 +48,7 @@ class Issuer:
 
     principal: Principal
     policy: PolicySnapshot
-    signer: ECKey
+    signer: ReceiptSigner
     issuer: str
     keyring: KeyRing
 
@@ -101,8 +100,7 @@ def issue(
     deciding = records_view([r for r in subject.records if is_counting(r, today)])
     check_id = new_id(CHECK_ID_PREFIX)
     client_id = issuer.principal.client_id
-    receipt = sign_receipt(
-        issuer.signer,
+    receipt = issuer.signer.sign(
         {
             "iss": issuer.issuer,
             "sub": client_id,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import orjson
 from cryptography.hazmat.primitives import hashes
@@ -41,43 +42,43 @@ def _b64url(data: bytes) -> bytes:
     return base64.urlsafe_b64encode(data).rstrip(b"=")
 
 
-_SigningKey = tuple[ECKey, ec.EllipticCurvePrivateKey, bytes]
-_SIGNING_KEYS: dict[int, _SigningKey] = {}
-"""Per signing key (by identity; the key itself is held, so its id stays its own): the
-checked private key and the encoded protected header of its receipts. joserfc's ``kid``
-and ``private_key`` properties, and the type checks, cost more than a quarter of the
-signature itself when asked again for every receipt."""
-_MAX_SIGNING_KEYS = 16
+@dataclass(frozen=True, slots=True)
+class ReceiptSigner:
+    """A signing key made ready for receipts once, for a request or a group of checks:
+    joserfc's ``kid`` and ``private_key`` properties, and the type checks, cost more than
+    a quarter of the signature itself when asked again for every receipt."""
 
+    private_key: ec.EllipticCurvePrivateKey
+    header: bytes
+    """The encoded protected header, the same for every receipt of the key."""
 
-def _signing_key(key: ECKey) -> _SigningKey:
-    known = _SIGNING_KEYS.get(id(key))
-    if known is not None and known[0] is key:
-        return known
-    private_key = key.private_key
-    if (
-        not isinstance(private_key, ec.EllipticCurvePrivateKey)
-        or not isinstance(private_key.curve, ec.SECP256R1)
-        or key.kid is None
-    ):
-        raise ValueError("receipts are signed with a P-256 private key that has a kid")
-    header = _b64url(orjson.dumps({"alg": RECEIPT_ALG, "kid": key.kid, "typ": RECEIPT_TYP}))
-    if len(_SIGNING_KEYS) >= _MAX_SIGNING_KEYS:  # keys rotate rarely: start afresh
-        _SIGNING_KEYS.clear()
-    known = _SIGNING_KEYS[id(key)] = (key, private_key, header)
-    return known
+    @classmethod
+    def of(cls, key: ECKey) -> ReceiptSigner:
+        """Raises ``ValueError`` unless ``key`` is a P-256 private key with a kid."""
+        private_key = key.private_key
+        if (
+            not isinstance(private_key, ec.EllipticCurvePrivateKey)
+            or not isinstance(private_key.curve, ec.SECP256R1)
+            or key.kid is None
+        ):
+            raise ValueError("receipts are signed with a P-256 private key that has a kid")
+        header = _b64url(orjson.dumps({"alg": RECEIPT_ALG, "kid": key.kid, "typ": RECEIPT_TYP}))
+        return cls(private_key, header)
+
+    def sign(self, claims: Mapping[str, object]) -> str:
+        """``claims`` signed ES256; header ``{alg, kid, typ: credit-check+jwt}``.
+
+        RFC 7515 compact serialisation, written here rather than through joserfc's
+        generic path (half the cost per receipt, which every check pays): the signing
+        input is ``header.payload``; the signature is R || S, each 32 bytes (RFC 7518
+        section 3.4), not the DER that OpenSSL returns.
+        """
+        signing_input = self.header + b"." + _b64url(orjson.dumps(claims))
+        r, s = decode_dss_signature(self.private_key.sign(signing_input, _ES256))
+        signature = r.to_bytes(P256_BYTES, "big") + s.to_bytes(P256_BYTES, "big")
+        return (signing_input + b"." + _b64url(signature)).decode("ascii")
 
 
 def sign_receipt(key: ECKey, claims: Mapping[str, object]) -> str:
-    """``claims`` signed ES256 with ``key``; header ``{alg, kid, typ: credit-check+jwt}``.
-
-    RFC 7515 compact serialisation, written here rather than through joserfc's generic
-    path (half the cost per receipt, which every check pays): the signing input is
-    ``header.payload``; the signature is R || S, each 32 bytes (RFC 7518 section 3.4),
-    not the DER that OpenSSL returns.
-    """
-    _, private_key, header = _signing_key(key)
-    signing_input = header + b"." + _b64url(orjson.dumps(claims))
-    r, s = decode_dss_signature(private_key.sign(signing_input, _ES256))
-    signature = r.to_bytes(P256_BYTES, "big") + s.to_bytes(P256_BYTES, "big")
-    return (signing_input + b"." + _b64url(signature)).decode("ascii")
+    """One receipt signed with ``key`` (see :class:`ReceiptSigner`)."""
+    return ReceiptSigner.of(key).sign(claims)

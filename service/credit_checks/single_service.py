@@ -9,6 +9,7 @@ leaves no success and gets a clean 503.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from auth.principal import Principal
 from service.credit_checks.coalescer import Coalescer
 from service.credit_checks.issuing import Issuer
+from service.credit_checks.receipt import ReceiptSigner
 from service.credit_checks.runner import check_runner
 from service.credit_checks.single import (
     CheckRequest,
@@ -32,6 +34,8 @@ from service.problems import ProblemError
 from service.ratelimit.charging import ChargeOutcome, charge_each
 from service.state import state_singleton
 from service.usage.plans import rate_plans
+
+log = logging.getLogger("creditshare.checks")
 
 SQLITE_WORKERS = 1
 """SQLite has one writer. (Handling groups on the event loop itself, without a thread, was
@@ -98,8 +102,14 @@ class SingleChecks:
 
 def issuers(state: Any) -> IssuerFor:
     """Issuers under the current signing key and policy, read once (for a request or a
-    group); no signing key is ``503`` for each check asked of them."""
-    signer = state.key_store.view().token_signer
+    group); no usable signing key is ``503`` for each check asked of them."""
+    key = state.key_store.view().token_signer
+    signer: ReceiptSigner | None = None
+    if key is not None:
+        try:
+            signer = ReceiptSigner.of(key)
+        except ValueError:
+            log.error("the token signing key cannot sign receipts")
     policy = policy_cache(state).current()
 
     def issuer_for(principal: Principal) -> Issuer:
