@@ -40,6 +40,7 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from audit import repository as audit_repository
 from auth.registry import create_client
 from schemas.clients import ClientCreate
 from service.db.base import utcnow
@@ -145,20 +146,17 @@ def _analyze(url: str) -> None:
 
 def _sealing_lag(url: str, timeout: float = 120.0) -> dict[str, float]:
     """Right after the load: how many events were not yet sealed, and how long the
-    sequencer (thread or worker) took to seal them all."""
+    sequencer (thread or worker) took to seal them all (``audit.repository.backlog``,
+    what ``/readyz`` asks)."""
     engine = make_engine(url, pool_size=1)
-    unsealed = text(
-        "SELECT count(*) FROM audit_events e"
-        " WHERE NOT EXISTS (SELECT 1 FROM audit_log l WHERE l.event_pk = e.pk)"
-    )
     started = time.monotonic()
     try:
-        with engine.connect() as conn:
-            backlog = first = int(conn.execute(unsealed).scalar_one())
+        with make_sessionmaker(engine)() as session:
+            backlog = first = audit_repository.backlog(session, 0)[0]
             while backlog and time.monotonic() - started < timeout:
                 time.sleep(0.1)
-                conn.rollback()
-                backlog = int(conn.execute(unsealed).scalar_one())
+                session.rollback()
+                backlog = audit_repository.backlog(session, 0)[0]
     finally:
         engine.dispose()
     return {
