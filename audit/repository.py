@@ -409,7 +409,8 @@ def insert_entries(
 ) -> None:
     """Append log entries: seq ``first_seq + i`` for ``event_pks[i]``, whose leaf hash (hex) is
     ``leaf_hashes[i]``, all sealed at ``sealed_at``, in one statement (``BulkInsert``: an
-    executemany on SQLite, a COPY on PostgreSQL; its errors are SQLAlchemy's)."""
+    executemany on SQLite, one statement of JSON rows on PostgreSQL; its errors are
+    SQLAlchemy's)."""
     seqs = range(first_seq, first_seq + len(event_pks))
     rows = [
         {"seq": seq, "event_pk": pk, "leaf_hash": leaf, "sealed_at": sealed_at}

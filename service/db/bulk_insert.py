@@ -5,9 +5,11 @@ statement compilation lookups, the execution context, and each column's bind pro
 (the UTC type decorator, the dialect's DATETIME formatting, JSON serialisation). For the
 two rows every credit check writes that was about a tenth of a check's CPU. Here each
 table's statement is rendered once per dialect, each column's conversion is chosen once,
-and the rows go to the driver's ``executemany`` as tuples through
-``Connection.exec_driver_sql``, so they still join the caller's transaction and
-SQLAlchemy's connection events still apply.
+and the rows go to the driver through ``Connection.exec_driver_sql``, so they still join the
+caller's transaction and SQLAlchemy's connection events and error translation still apply:
+on SQLite as tuples to ``executemany``; on PostgreSQL as one statement whose one parameter
+is the rows as a JSON array, read by ``json_to_recordset`` (encoded by orjson, in C; one
+round trip, and it can be pipelined with other statements, which COPY cannot).
 
 The conversions write exactly what the column types write:
 ``tests/service/db/test_bulk_insert.py`` reads rows inserted both ways back through the
@@ -22,8 +24,8 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, Connection, Table
-from sqlalchemy.exc import DBAPIError
+import orjson
+from sqlalchemy import JSON, Connection, Integer, Table
 
 from service.db.base import UTCDateTime
 
@@ -83,18 +85,46 @@ class BulkInsert:
         dialect = connection.dialect
         rendered = self._rendered.get(dialect.name)
         if rendered is None:
-            marker = "?" if dialect.paramstyle == "qmark" else "%s"
             quote = dialect.identifier_preparer.quote
-            names = ", ".join(quote(name) for name in self._columns)
-            values = ", ".join(marker for _ in self._columns)
             # Identifiers from our own table metadata (checked in __init__), quoted; values
             # are always bound parameters.
-            sql = f"INSERT INTO {quote(self._table.name)} ({names}) VALUES ({values})"  # noqa: S608
+            if dialect.name == "postgresql":
+                sql = self._from_json(quote)
+            else:
+                marker = "?" if dialect.paramstyle == "qmark" else "%s"
+                names = ", ".join(quote(name) for name in self._columns)
+                values = ", ".join(marker for _ in self._columns)
+                sql = f"INSERT INTO {quote(self._table.name)} ({names}) VALUES ({values})"  # noqa: S608
             converters = tuple(
                 _converter(self._table.c[name].type, dialect.name) for name in self._columns
             )
             rendered = self._rendered[dialect.name] = (sql, converters)
         return rendered
+
+    def _from_json(self, quote: Callable[[str], str]) -> str:
+        """``INSERT ... SELECT`` from the rows given as one JSON array of objects. Strings
+        are read as ``text`` and converted by the insert itself, as for any value bound to
+        the column (too long for a ``varchar(n)`` is an error, never a truncation); a JSON
+        column's value arrives as the text ``_json`` wrote, stored as it is."""
+        fields: list[str] = []
+        selected: list[str] = []
+        for name in self._columns:
+            column_type, quoted = self._table.c[name].type, quote(name)
+            if isinstance(column_type, UTCDateTime):
+                fields.append(f"{quoted} timestamptz")
+                selected.append(quoted)
+            elif isinstance(column_type, Integer):
+                fields.append(f"{quoted} bigint")
+                selected.append(quoted)
+            else:
+                fields.append(f"{quoted} text")
+                selected.append(f"{quoted}::json" if isinstance(column_type, JSON) else quoted)
+        names = ", ".join(quote(name) for name in self._columns)
+        return (
+            f"INSERT INTO {quote(self._table.name)} ({names}) "  # noqa: S608
+            f"SELECT {', '.join(selected)} "
+            f"FROM json_to_recordset(%s::json) AS r({', '.join(fields)})"
+        )
 
     def execute(self, connection: Connection, rows: Sequence[Mapping[str, object]]) -> None:
         """Insert ``rows`` in the connection's current transaction (nothing for none)."""
@@ -103,34 +133,15 @@ class BulkInsert:
         sql, converters = self._for(connection)
         values = self._values
         converting = [(index, c) for index, c in enumerate(converters) if c is not None]
-        params: list[tuple[Any, ...]] = []
+        converted_rows: list[list[Any]] = []
         for row in rows:
             converted = list(values(row))
             for index, convert in converting:
                 converted[index] = convert(converted[index])
-            params.append(tuple(converted))
+            converted_rows.append(converted)
         if connection.dialect.name == "postgresql":
-            self._copy(connection, params)
+            columns = self._columns
+            payload = orjson.dumps([dict(zip(columns, row, strict=True)) for row in converted_rows])
+            connection.exec_driver_sql(sql, (payload.decode(),))
         else:
-            connection.exec_driver_sql(sql, params)
-
-    def _copy(self, connection: Connection, params: list[tuple[Any, ...]]) -> None:
-        """PostgreSQL: one ``COPY ... FROM STDIN`` on the transaction's own connection.
-        psycopg's pipelined ``executemany`` sends one Bind/Execute per row and spent about
-        as much CPU per row, in Python, as the rest of a check; COPY formats rows in C
-        and the server takes them as one statement."""
-        quote = connection.dialect.identifier_preparer.quote
-        names = ", ".join(quote(name) for name in self._columns)
-        statement = f"COPY {quote(self._table.name)} ({names}) FROM STDIN"
-        driver = connection.connection.driver_connection
-        assert driver is not None
-        error: type[Exception] = connection.dialect.loaded_dbapi.Error
-        try:
-            with driver.cursor() as cursor, cursor.copy(statement) as copy:
-                for row in params:
-                    copy.write_row(row)
-        except error as exc:
-            # The COPY goes past SQLAlchemy: raise its errors as SQLAlchemy would
-            # (IntegrityError, OperationalError...), which is what callers catch (a lost
-            # database is a 503 with Retry-After, a sequencer's conflict a retry).
-            raise DBAPIError.instance(statement, None, exc, error) from exc
+            connection.exec_driver_sql(sql, [tuple(row) for row in converted_rows])

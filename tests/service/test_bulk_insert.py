@@ -152,8 +152,7 @@ def test_refuses_what_core_refuses(engine: Engine) -> None:
 
 def test_driver_errors_are_sqlalchemy_errors(engine: Engine, app_client: TestClient) -> None:
     """A conflict (and so a lost database) surfaces as SQLAlchemy's error, as from any other
-    statement: the fast path answers those 503 and the sequencer retries on them. (On
-    PostgreSQL the rows go by COPY, past SQLAlchemy.)"""
+    statement: the fast path answers those 503 and the sequencer retries on them."""
     rows = _event_rows()[:1]
     with engine.begin() as conn:
         insert_event_rows(conn, rows)

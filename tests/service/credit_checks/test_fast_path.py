@@ -26,10 +26,10 @@ from starlette.types import Message, Receive, Scope, Send
 from audit.context import RequestAudit
 from service.app import create_app
 from service.credit_checks.fast_path import FastCheckMiddleware
-from service.db.migrate import upgrade
 from service.models import AuditEvent, CreditCheck, Merchant
 from service.problems.catalog import CATALOG
 from tests.conftest import make_settings
+from tests.fixtures.databases import drop_postgres, provision_database, using_postgres
 from tests.fixtures.factories import Factory, random_uscc
 from tests.service.credit_checks.support import platform, roomy, used_today
 
@@ -678,23 +678,41 @@ def test_concurrent_checks_of_several_clients_each_get_their_own_answer(
 # ---- database failures and values a database cannot store -------------------------------------
 
 
+_REFUSE_CHECKS = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_checks BEFORE INSERT ON credit_checks "
+        "BEGIN SELECT RAISE(ABORT, 'checks refused'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_checks() RETURNS trigger LANGUAGE plpgsql "
+        "AS $$ BEGIN RAISE EXCEPTION 'checks refused'; END $$",
+        "CREATE TRIGGER refuse_checks BEFORE INSERT ON credit_checks "
+        "FOR EACH ROW EXECUTE FUNCTION refuse_checks()",
+    ],
+}
+
+
 def test_a_database_failure_is_answered_alike_on_both_paths(tmp_path: Path) -> None:
-    """A database of its own whose ``credit_checks`` refuses inserts (a trigger): the write
-    of the check's group fails, on either path."""
-    url = f"sqlite:///{(tmp_path / 'refusing.db').as_posix()}"
-    upgrade(url)
+    """A database of its own (of the suite's kind) whose ``credit_checks`` refuses inserts
+    (a trigger): the write of the check's group fails, on either path (on PostgreSQL the
+    group's write is pipelined, and its error arrives with the COMMIT)."""
+    url = provision_database("refusing", tmp_path, "refusing")
+    try:
+        _answered_alike_when_checks_are_refused(url, tmp_path)
+    finally:
+        if using_postgres():
+            drop_postgres(url)
+
+
+def _answered_alike_when_checks_are_refused(url: str, tmp_path: Path) -> None:
     app = create_app(make_settings(url, None, tmp_path / "data"))
     with TestClient(app, raise_server_exceptions=False) as http:
         factory = Factory(http)
         creds, headers = factory.authed("credit:check")
         uscc = factory.merchant()
         with app.state.engine.begin() as connection:
-            connection.execute(
-                text(
-                    "CREATE TRIGGER refuse_checks BEFORE INSERT ON credit_checks "
-                    "BEGIN SELECT RAISE(ABORT, 'checks refused'); END"
-                )
-            )
+            for statement in _REFUSE_CHECKS[connection.dialect.name]:
+                connection.execute(text(statement))
         fast, slow = _both(http, _valid(uscc), headers)
         with factory.sessionmaker() as session:
             stored = session.scalars(

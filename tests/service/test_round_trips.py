@@ -1,0 +1,107 @@
+"""``service.db.round_trips`` on the suite's database: what a pipelined write commits or
+refuses, what a read outside a transaction leaves behind, and that the pool gets every
+connection back clean (on SQLite both helpers do nothing and the same holds)."""
+
+from __future__ import annotations
+
+from typing import cast
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, Table, select, text
+from sqlalchemy.exc import IntegrityError
+
+from service.credit_checks.repository import insert_checks
+from service.db.base import utcnow
+from service.db.round_trips import pipelined, without_transaction
+from service.ids import new_id
+from service.models import CreditCheck
+
+CHECKS = cast(Table, CreditCheck.__table__)
+
+
+@pytest.fixture
+def engine(app_client: TestClient) -> Engine:
+    return cast(Engine, app_client.app.state.engine)  # type: ignore[attr-defined]
+
+
+def _check_row() -> dict[str, object]:
+    return {
+        "id": new_id("chk"),
+        "client_id": "cli_round_trips",
+        "created_at": utcnow(),
+        "uscc": "91350100M000100Y43",
+        "purpose": "ONBOARDING",
+        "verdict": "CLEAR",
+        "policy_version": "1",
+        "reference": None,
+        "consent_ref": None,
+        "body": '{"ok":true}',
+    }
+
+
+def _stored(engine: Engine, rows: list[dict[str, object]]) -> set[str]:
+    with engine.connect() as connection:
+        found = connection.scalars(
+            select(CHECKS.c.id).where(CHECKS.c.id.in_([r["id"] for r in rows]))
+        )
+        return set(found)
+
+
+def _in_transaction(engine: Engine) -> bool:
+    """Whether the next connection the pool hands out has a transaction open (PostgreSQL
+    tells; SQLite's pool connections never do here)."""
+    with engine.connect() as connection:
+        driver = connection.connection.driver_connection
+        info = getattr(driver, "info", None)
+        return info is not None and info.transaction_status != 0  # psycopg IDLE
+
+
+def test_a_pipelined_write_commits_every_statement(engine: Engine) -> None:
+    first, second = [_check_row()], [_check_row(), _check_row()]
+    with engine.connect() as connection:
+        with without_transaction(connection):
+            assert connection.execute(text("SELECT 1")).scalar() == 1
+        with pipelined(connection):
+            insert_checks(connection, first)
+            insert_checks(connection, second)
+            connection.commit()
+    assert _stored(engine, first + second) == {str(r["id"]) for r in first + second}
+    assert not _in_transaction(engine)
+
+
+def test_a_failing_statement_fails_the_commit_and_nothing_is_stored(engine: Engine) -> None:
+    """The error of a statement inside the pipeline arrives with the commit, as
+    SQLAlchemy's error; the statements before it are not stored either, and the
+    connection goes back to the pool with no transaction open."""
+    existing = _check_row()
+    with engine.begin() as connection:
+        insert_checks(connection, [existing])
+    fresh = _check_row()
+
+    def write_both() -> None:
+        with engine.connect() as connection, pipelined(connection):
+            insert_checks(connection, [fresh])
+            insert_checks(connection, [existing])
+            connection.commit()
+
+    for _ in range(3):  # the pool's connection is usable again each time
+        with pytest.raises(IntegrityError):
+            write_both()
+        assert _stored(engine, [fresh]) == set()
+        assert not _in_transaction(engine)
+
+
+def test_reads_outside_a_transaction_leave_none_open(engine: Engine) -> None:
+    row = _check_row()
+    with engine.begin() as connection:
+        insert_checks(connection, [row])
+    with engine.connect() as connection:
+        with without_transaction(connection):
+            assert connection.scalar(select(CHECKS.c.verdict).where(CHECKS.c.id == row["id"]))
+            driver = connection.connection.driver_connection
+            if connection.dialect.name == "postgresql":
+                assert driver.info.transaction_status == 0  # type: ignore[union-attr]
+        if connection.dialect.name == "postgresql":
+            assert driver.autocommit is False  # type: ignore[union-attr]
+    assert not _in_transaction(engine)
