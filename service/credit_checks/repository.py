@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import orjson
 from sqlalchemy import (
     Connection,
     Date,
+    Dialect,
+    Select,
     String,
     Table,
     and_,
@@ -28,6 +30,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from service.db.bulk_insert import BulkInsert
@@ -141,16 +144,82 @@ def load_subject(db: Session | Connection, uscc: str, today: date) -> Subject | 
 def load_subjects(
     db: Session | Connection, codes: Collection[str], today: date
 ) -> dict[str, Subject]:
+    """Every merchant of ``codes`` that the registry holds, with its counting records, in
+    one statement (see :class:`_DriverSelect` for why it is run as driver SQL)."""
     if not codes:
         return {}
     connection = _connection(db)
-    if connection.dialect.name == "postgresql":
-        parameters: dict[str, object] = {"codes": sorted(codes), "today": today}
-        rows = connection.execute(_MANY_SUBJECTS_PG, parameters).all()
+    dialect = connection.dialect
+    select_many = _SELECT_MANY.get(dialect.name)
+    if select_many is None:
+        statement = _MANY_SUBJECTS_PG if dialect.name == "postgresql" else _MANY_SUBJECTS
+        select_many = _SELECT_MANY[dialect.name] = _DriverSelect(statement, dialect)
+    if dialect.name == "postgresql":
+        values: dict[str, object] = {"codes": sorted(codes), "today": today}
     else:
-        codes_json = orjson.dumps(sorted(codes)).decode()
-        rows = connection.execute(_MANY_SUBJECTS, {"codes_json": codes_json, "today": today}).all()
-    return _collect(rows)
+        values = {"codes_json": orjson.dumps(sorted(codes)).decode(), "today": today}
+    return _collect(select_many.rows(connection, values))
+
+
+class _DriverSelect:
+    """A Core SELECT compiled once per dialect and run on the driver's cursor, its bound
+    values and result columns converted by the types' own processors, as Core would.
+
+    Core's execution of the group's subjects query cost more than the query itself: the
+    compiled-cache lookup, the execution context and a processed ``Row`` per result row
+    (groups of 12 to 15 codes: SQLite 136 against 96 µs per group, PostgreSQL 270 against
+    209). A driver error is raised as SQLAlchemy's (``DBAPIError.instance``), which is what
+    callers catch; ``tests/service/credit_checks/test_repository.py`` requires the subjects
+    read this way to equal those read through Core, on both databases."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self._sql = str(compiled)
+        self._positional = tuple(compiled.positiontup or ()) if compiled.positional else None
+        self._fixed = dict(compiled.params)
+        self._bind = {
+            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+            for name, bind in ((b.key, b) for b in compiled.binds.values())
+        }
+        processors = (
+            column.type.dialect_impl(dialect).result_processor(dialect, None)
+            for column in statement.selected_columns
+        )
+        self._convert = tuple(
+            (index, process) for index, process in enumerate(processors) if process is not None
+        )
+
+    def rows(self, connection: Connection, values: Mapping[str, object]) -> list[tuple[Any, ...]]:
+        params: dict[str, object] = {**self._fixed, **values}
+        for name, process in self._bind.items():
+            if process is not None:
+                params[name] = process(params[name])
+        bound: Any = (
+            params if self._positional is None else tuple(params[n] for n in self._positional)
+        )
+        dbapi = connection.connection
+        cursor = dbapi.cursor()
+        try:
+            cursor.execute(self._sql, bound)
+            raw = cursor.fetchall()
+        except connection.dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(
+                self._sql, bound, exc, connection.dialect.loaded_dbapi.Error
+            ) from exc
+        finally:
+            cursor.close()
+        if not self._convert:
+            return [tuple(row) for row in raw]
+        converted: list[tuple[Any, ...]] = []
+        for row in raw:
+            values_ = list(row)
+            for index, process in self._convert:
+                values_[index] = process(values_[index])
+            converted.append(tuple(values_))
+        return converted
+
+
+_SELECT_MANY: dict[str, _DriverSelect] = {}
 
 
 def insert_checks(db: Session | Connection, rows: Sequence[Mapping[str, object]]) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import OperationalError
 
 from schemas.uscc import ALPHABET, check_character
 from service.credit_checks.repository import Subject, load_subject, load_subjects
@@ -46,3 +48,11 @@ def test_many_codes_read_as_each_alone(client: TestClient, factory: Factory) -> 
     assert [len(together[code].records) for code in known] == [2, 0, 0, 1, 0]
     with engine.connect() as conn:
         assert load_subjects(conn, set(), today) == {}
+
+
+def test_a_driver_error_is_sqlalchemys() -> None:
+    """The group read runs on the driver's cursor: its errors still arrive as SQLAlchemy's
+    (a lost database is answered 503 from those)."""
+    engine = create_engine("sqlite://")  # no tables: the query fails in the driver
+    with engine.connect() as conn, pytest.raises(OperationalError):
+        load_subjects(conn, {"91350100M000100Y43"}, date(2026, 11, 30))
