@@ -12,12 +12,12 @@ from datetime import datetime
 from functools import lru_cache
 from typing import cast
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Dialect, Table
 from sqlalchemy.orm import Session
 
 from audit.context import RequestAudit, outcome_for_status
 from service.db.base import utcnow
-from service.db.bulk_insert import BulkInsert
+from service.db.bulk_insert import BulkInsert, PreparedInsert
 from service.ids import new_id
 from service.models import AuditEvent
 
@@ -84,6 +84,11 @@ def insert_event_rows(connection: Connection, rows: Sequence[Mapping[str, object
     """Insert :func:`event_values` rows in the connection's transaction, through the
     driver (``service.db.bulk_insert``)."""
     _INSERT_EVENTS.execute(connection, rows)
+
+
+def prepare_event_rows(dialect: Dialect, rows: Sequence[Mapping[str, object]]) -> PreparedInsert:
+    """:func:`insert_event_rows`, converted now and run later (``PreparedInsert.run``)."""
+    return _INSERT_EVENTS.prepare(dialect, rows)
 
 
 def build_event(ctx: RequestAudit, status: int, *, now: datetime | None = None) -> AuditEvent:

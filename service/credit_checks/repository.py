@@ -33,7 +33,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from service.db.bulk_insert import BulkInsert
+from service.db.bulk_insert import BulkInsert, PreparedInsert
 from service.models import CreditCheck, CreditRecord, Merchant
 from service.policy.engine import COUNTING_STATUSES
 
@@ -223,9 +223,14 @@ _SELECT_MANY: dict[str, _DriverSelect] = {}
 
 
 def insert_checks(db: Session | Connection, rows: Sequence[Mapping[str, object]]) -> None:
-    """Insert issued checks now, in one executemany (no RETURNING: the ids are ours); each
+    """Insert issued checks now, in one statement (no RETURNING: the ids are ours); each
     row holds :data:`CHECK_COLUMNS`."""
     _INSERT_CHECKS.execute(_connection(db), rows)
+
+
+def prepare_checks(dialect: Dialect, rows: Sequence[Mapping[str, object]]) -> PreparedInsert:
+    """:func:`insert_checks`, converted now and run later (``PreparedInsert.run``)."""
+    return _INSERT_CHECKS.prepare(dialect, rows)
 
 
 class StoredCheck(NamedTuple):

@@ -13,8 +13,10 @@ exactly as one request on its own would be answered, in one transaction:
    request's plan, in arrival order (``429``/``503`` refuse it);
 4. an unknown merchant is ``404 merchant-not-found`` (charged, as documented); otherwise
    the check is decided, signed and serialised;
-5. one statement inserts the checks, one the audit events: every request leaves its
-   event in the same transaction as its check, so both commit or neither does.
+5. the checks and the audit events are converted for the database; the caller then
+   writes them with :func:`store_group`, one statement each, in one transaction: every
+   request leaves its event in the same transaction as its check, so both commit or
+   neither does.
 
 The caller commits and then marks each request's event as recorded.
 """
@@ -29,7 +31,7 @@ from datetime import datetime
 from sqlalchemy import Connection
 
 from audit.context import RequestAudit
-from audit.recorder import event_values, insert_event_rows
+from audit.recorder import event_values, prepare_event_rows
 from auth.principal import Principal
 from schemas.credit_checks import CreditCheckCreate
 from schemas.enums import Scope
@@ -43,6 +45,7 @@ from service.credit_checks.issuing import (
     issue,
     parse_code,
 )
+from service.db.bulk_insert import PreparedInsert
 from service.policy.engine import policy_day
 from service.problems import ProblemError
 from service.ratelimit.charging import ChargeOutcome
@@ -181,12 +184,15 @@ def _issue_one(
 
 @dataclass(frozen=True, slots=True)
 class IssuedGroup:
-    """The answers to a group, and what :func:`store_group` writes for them."""
+    """The answers to a group, and what :func:`store_group` writes for them (converted for
+    the database already, so that a writer waiting on SQLite's write gate holds it only for
+    the inserts and the commit)."""
 
     results: list[CheckResult]
-    check_rows: list[dict[str, object]]
-    event_rows: list[dict[str, object]]
-    """One per request, in order."""
+    event_ids: list[str]
+    """The id of each request's audit event, in order."""
+    checks: PreparedInsert
+    events: PreparedInsert
 
 
 def issue_group(
@@ -230,19 +236,25 @@ def issue_group(
                     rows.append(check.row)
         results.append(result)
         events.append(event_values(ctx, result.status))
-    return IssuedGroup(results, rows, events)
+    dialect = connection.dialect
+    return IssuedGroup(
+        results,
+        [str(event["id"]) for event in events],
+        repository.prepare_checks(dialect, rows),
+        prepare_event_rows(dialect, events),
+    )
 
 
 def store_group(connection: Connection, group: IssuedGroup) -> None:
     """The group's checks and audit events, in the caller's write transaction."""
-    repository.insert_checks(connection, group.check_rows)
-    insert_event_rows(connection, group.event_rows)
+    group.checks.run(connection)
+    group.events.run(connection)
 
 
 def mark_recorded(requests: Sequence[CheckRequest], group: IssuedGroup) -> None:
     """Once the group has committed: each request's event is written."""
-    for request, event in zip(requests, group.event_rows, strict=True):
-        request.ctx.recorded_event_id = str(event["id"])
+    for request, event_id in zip(requests, group.event_ids, strict=True):
+        request.ctx.recorded_event_id = event_id
 
 
 def forget_issued(requests: Sequence[CheckRequest]) -> None:

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Connection, Integer, Table
+from sqlalchemy import JSON, Connection, Dialect, Integer, Table
 
 from service.db.base import UTCDateTime
 
@@ -81,8 +82,7 @@ class BulkInsert:
         )
         self._rendered: dict[str, tuple[str, tuple[Convert | None, ...]]] = {}
 
-    def _for(self, connection: Connection) -> tuple[str, tuple[Convert | None, ...]]:
-        dialect = connection.dialect
+    def _for(self, dialect: Dialect) -> tuple[str, tuple[Convert | None, ...]]:
         rendered = self._rendered.get(dialect.name)
         if rendered is None:
             quote = dialect.identifier_preparer.quote
@@ -128,9 +128,15 @@ class BulkInsert:
 
     def execute(self, connection: Connection, rows: Sequence[Mapping[str, object]]) -> None:
         """Insert ``rows`` in the connection's current transaction (nothing for none)."""
+        self.prepare(connection.dialect, rows).run(connection)
+
+    def prepare(self, dialect: Dialect, rows: Sequence[Mapping[str, object]]) -> PreparedInsert:
+        """The statement and its parameters for ``rows``, ready to :meth:`PreparedInsert.run`:
+        the conversions done beforehand, e.g. before a writer takes SQLite's write gate,
+        which then is held only for the driver's work."""
         if not rows:
-            return
-        sql, converters = self._for(connection)
+            return PreparedInsert(dialect.name, None, None)
+        sql, converters = self._for(dialect)
         values = self._values
         converting = [(index, c) for index, c in enumerate(converters) if c is not None]
         converted_rows: list[list[Any]] = []
@@ -139,9 +145,24 @@ class BulkInsert:
             for index, convert in converting:
                 converted[index] = convert(converted[index])
             converted_rows.append(converted)
-        if connection.dialect.name == "postgresql":
+        if dialect.name == "postgresql":
             columns = self._columns
             payload = orjson.dumps([dict(zip(columns, row, strict=True)) for row in converted_rows])
-            connection.exec_driver_sql(sql, (payload.decode(),))
-        else:
-            connection.exec_driver_sql(sql, [tuple(row) for row in converted_rows])
+            return PreparedInsert(dialect.name, sql, (payload.decode(),))
+        return PreparedInsert(dialect.name, sql, [tuple(row) for row in converted_rows])
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedInsert:
+    """A :class:`BulkInsert` of some rows, converted for one dialect (no statement for none)."""
+
+    dialect: str
+    sql: str | None
+    parameters: tuple[str] | list[tuple[Any, ...]] | None
+
+    def run(self, connection: Connection) -> None:
+        """Execute in the connection's current transaction."""
+        if connection.dialect.name != self.dialect:
+            raise ValueError(f"rows prepared for {self.dialect}, not {connection.dialect.name}")
+        if self.sql is not None:
+            connection.exec_driver_sql(self.sql, self.parameters)
