@@ -13,11 +13,12 @@ transaction (:func:`without_transaction`), and the writes go with their ``BEGIN`
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 
 def _psycopg(connection: Connection) -> psycopg.Connection[Any] | None:
@@ -37,11 +38,20 @@ def without_transaction(connection: Connection) -> Iterator[None]:
     if driver is None:
         yield
         return
-    driver.autocommit = True
+    try:
+        driver.autocommit = True
+    except psycopg.Error as exc:  # a connection found broken (or busy): not for the pool
+        connection.invalidate()
+        raise DBAPIError.instance(None, None, exc, psycopg.Error) from exc
     try:
         yield
     finally:
-        driver.autocommit = False
+        try:
+            driver.autocommit = False
+        except psycopg.Error:
+            # The connection broke meanwhile: it must not go back to the pool, least of
+            # all in autocommit mode (the error of the read, if any, is the one raised).
+            connection.invalidate()
 
 
 @contextmanager
@@ -59,11 +69,15 @@ def pipelined(connection: Connection) -> Iterator[None]:
     try:
         with driver.pipeline():
             yield
-    except BaseException:
+    except BaseException as exc:
         # After a failed statement the server skips the rest of the pipeline, the COMMIT
         # too, and the transaction stays open and aborted; SQLAlchemy's pool takes a failed
         # commit as one that ended the transaction and would return the connection as it
-        # is. End it here (a connection that is gone fails this too: the first error wins).
-        with suppress(Exception):
+        # is. End it here; a connection that cannot even do that is discarded.
+        try:
             driver.rollback()
+        except psycopg.Error:
+            connection.invalidate()
+        if isinstance(exc, psycopg.Error):  # from the pipeline's own sync, past SQLAlchemy
+            raise DBAPIError.instance(None, None, exc, psycopg.Error) from exc
         raise

@@ -8,8 +8,8 @@ from typing import cast
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, Table, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, Table, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from service.credit_checks.repository import insert_checks
 from service.db.base import utcnow
@@ -105,3 +105,49 @@ def test_reads_outside_a_transaction_leave_none_open(engine: Engine) -> None:
         if connection.dialect.name == "postgresql":
             assert driver.autocommit is False  # type: ignore[union-attr]
     assert not _in_transaction(engine)
+
+
+def _kill_backend(engine: Engine, connection: Connection) -> None:
+    """Terminate the server process of ``connection`` (PostgreSQL), as a restart would."""
+    driver = connection.connection.driver_connection
+    pid = driver.info.backend_pid  # type: ignore[union-attr]
+    with engine.connect() as other:
+        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+
+
+def test_a_connection_lost_during_a_pipelined_write_is_sqlalchemys_error(engine: Engine) -> None:
+    """A lost server is SQLAlchemy's error (the fast path answers it 503), and the broken
+    connection never goes back to the pool: the next checkout works."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the pipeline is PostgreSQL's")
+    row = _check_row()
+    with engine.connect() as connection:
+        with without_transaction(connection):
+            connection.execute(text("SELECT 1"))
+        _kill_backend(engine, connection)
+
+        def write() -> None:
+            with pipelined(connection):
+                insert_checks(connection, [row])
+                connection.commit()
+
+        with pytest.raises(DBAPIError):
+            write()
+    assert _stored(engine, [row]) == set()
+    assert not _in_transaction(engine)
+
+
+def test_a_connection_lost_during_a_read_outside_a_transaction(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("autocommit reads are PostgreSQL's")
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+        connection.commit()
+        _kill_backend(engine, connection)
+        with pytest.raises(DBAPIError), without_transaction(connection):
+            connection.execute(text("SELECT 1"))
+    for _ in range(3):  # no connection of the pool is left broken or in autocommit mode
+        with engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            assert getattr(driver, "autocommit", False) is False
+            assert connection.execute(text("SELECT 1")).scalar() == 1
