@@ -351,7 +351,9 @@ def test_losing_the_lease_drops_the_cursor_and_nothing_is_sealed_twice_or_lost(
     fresh: FreshApp,
 ) -> None:
     clock = Clock()
-    leader = sequencer(fresh, clock, use_lease=True, holder="leader", lease_seconds=0.5)
+    # Long enough for the first drain on a loaded CI machine (0.5 s once expired before
+    # it began), short enough to wait out.
+    leader = sequencer(fresh, clock, use_lease=True, holder="leader", lease_seconds=2.0)
     standby = sequencer(fresh, clock, use_lease=True, holder="standby", lease_seconds=30)
     assert leader.acquire_lease()
     add_events(fresh.sessionmaker, 5)
