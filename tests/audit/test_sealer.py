@@ -145,7 +145,8 @@ def test_concurrent_sequencers_never_duplicate_or_skip(tmp_path: Path) -> None:
 
 def test_only_the_lease_holder_seals_and_a_standby_takes_over(tmp_path: Path) -> None:
     with fresh_app(tmp_path, "lease") as fresh:
-        leader = fresh.sequencer(use_lease=True, holder="leader", lease_seconds=0.5)
+        # 2 s: long enough for the steps below on a loaded CI machine, short enough to wait.
+        leader = fresh.sequencer(use_lease=True, holder="leader", lease_seconds=2.0)
         standby = fresh.sequencer(use_lease=True, holder="standby", lease_seconds=30)
         assert leader.acquire_lease()
         assert not standby.acquire_lease()
