@@ -39,6 +39,7 @@ def _python(*args: str, timeout: int = 3600) -> str:
         check=False,
     )
     if completed.returncode != 0:
+        print(f"{' '.join(args)} failed:\n{completed.stderr[-3000:]}", file=sys.stderr)
         return f"FAILED ({completed.returncode}): {completed.stderr.strip().splitlines()[-1:]}"
     return completed.stdout.strip()
 
@@ -60,6 +61,9 @@ def _failed(run: object) -> bool:
 
 
 def _row(label: str, result: dict[str, object]) -> str:
+    if "error" in result:  # the run itself failed: say how, not a row of question marks
+        reason = " ".join(str(result["error"]).split())[-160:].replace("|", "/")
+        return f"| {label} | {result.get('merchants', '?')} | FAILED: {reason} | | | | | | |"
     if _failed(result.get("check")) or _failed(result.get("bare")):
         return f"| {label} | {result.get('merchants', '?')} | INVALID: errors in the load run | | | | | | |"
     check = result.get("check") or {}
