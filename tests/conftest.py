@@ -11,7 +11,7 @@ factories, so no test depends on an empty table.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +41,23 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield url
     if using_postgres():
         drop_postgres(url)
+
+
+@pytest.fixture
+def scratch_database(tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """``make(label, migrate=True)``: a database of the test's own (``provision_database``),
+    dropped when the test ends (PostgreSQL; a SQLite file goes with ``tmp_path``)."""
+    made: list[str] = []
+
+    def make(label: str, *, migrate: bool = True) -> str:
+        url = provision_database(_worker(), tmp_path, label, migrate=migrate)
+        made.append(url)
+        return url
+
+    yield make
+    if using_postgres():
+        for url in made:
+            drop_postgres(url)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,6 @@ from service.demo.generator import PUBLISHED_EXAMPLES, generate
 from service.models import CreditRecord, Merchant
 from service.settings import Settings
 from tests.conftest import MASTER_KEY
-from tests.fixtures.databases import provision_database
-
-WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
 
 
 def cli(url: str, data_dir: Path, public_url: str = "http://127.0.0.1:8000") -> CliRunner:
@@ -78,8 +75,10 @@ def expected_counts(n: int, seed: int | None = None) -> tuple[int, int]:
     return merchants, len(lines) - merchants
 
 
-def test_seed_is_idempotent_and_deterministic(tmp_path: Path) -> None:
-    first_url = provision_database(WORKER, tmp_path, "demo_a")
+def test_seed_is_idempotent_and_deterministic(
+    tmp_path: Path, scratch_database: Callable[..., str]
+) -> None:
+    first_url = scratch_database("demo_a")
     runner = cli(first_url, tmp_path / "data")
     result = runner.invoke(app, ["demo", "seed", "--merchants", "60"])
     assert result.exit_code == 0, result.output
@@ -94,7 +93,7 @@ def test_seed_is_idempotent_and_deterministic(tmp_path: Path) -> None:
     assert all(r[-1] == 1 for r in records)  # nothing was updated either
 
     # The same seed on another database gives the same registry.
-    second_url = provision_database(WORKER, tmp_path, "demo_b")
+    second_url = scratch_database("demo_b")
     assert (
         cli(second_url, tmp_path / "data")
         .invoke(app, ["demo", "seed", "--merchants", "60"])
@@ -104,8 +103,10 @@ def test_seed_is_idempotent_and_deterministic(tmp_path: Path) -> None:
     assert registry(second_url) == (merchants, records)
 
 
-def test_larger_run_adds_only_the_new_merchants(tmp_path: Path) -> None:
-    url = provision_database(WORKER, tmp_path, "demo_grow")
+def test_larger_run_adds_only_the_new_merchants(
+    tmp_path: Path, scratch_database: Callable[..., str]
+) -> None:
+    url = scratch_database("demo_grow")
     runner = cli(url, tmp_path / "data")
     assert runner.invoke(app, ["demo", "seed", "--merchants", "20", "--seed", "7"]).exit_code == 0
     before_merchants, before_records = registry(url)
@@ -117,8 +118,10 @@ def test_larger_run_adds_only_the_new_merchants(tmp_path: Path) -> None:
     assert set(before_records) <= set(records)
 
 
-def test_if_empty_skips_a_populated_registry(tmp_path: Path) -> None:
-    url = provision_database(WORKER, tmp_path, "demo_if_empty")
+def test_if_empty_skips_a_populated_registry(
+    tmp_path: Path, scratch_database: Callable[..., str]
+) -> None:
+    url = scratch_database("demo_if_empty")
     runner = cli(url, tmp_path / "data")
     first = runner.invoke(app, ["demo", "seed", "--merchants", "10", "--if-empty"])
     assert first.exit_code == 0, first.output

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,13 @@ from service.cli import app
 from service.db.engine import make_engine
 from service.models import AuditEvent, CreditRecord, Merchant
 from tests.conftest import MASTER_KEY
-from tests.fixtures.databases import provision_database
 from tests.fixtures.factories import random_uscc
 from tests.service.imports.lines_helpers import merchant_line, ndjson, record_line
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[tuple[str, Engine]]:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    url = provision_database(worker, tmp_path, "import_cli")
+def database(scratch_database: Callable[..., str]) -> Iterator[tuple[str, Engine]]:
+    url = scratch_database("import_cli")
     engine = make_engine(url, pool_size=1)
     yield url, engine
     engine.dispose()
@@ -139,9 +136,8 @@ def test_unusable_input_exits_2(runner: CliRunner, tmp_path: Path) -> None:
     assert directory.exit_code == 2
 
 
-def test_unmigrated_database_exits_2(tmp_path: Path) -> None:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    url = provision_database(worker, tmp_path, "import_cli_empty", migrate=False)
+def test_unmigrated_database_exits_2(tmp_path: Path, scratch_database: Callable[..., str]) -> None:
+    url = scratch_database("import_cli_empty", migrate=False)
     file = tmp_path / "x.ndjson"
     file.write_bytes(ndjson(merchant_line(random_uscc())))
     runner = CliRunner(
