@@ -12,7 +12,7 @@ is the rows as a JSON array, read by ``json_to_recordset`` (encoded by orjson, i
 round trip, and it can be pipelined with other statements, which COPY cannot).
 
 The conversions write exactly what the column types write:
-``tests/service/db/test_bulk_insert.py`` reads rows inserted both ways back through the
+``tests/service/test_bulk_insert.py`` reads rows inserted both ways back through the
 ORM and through raw SQL, on SQLite and PostgreSQL, and requires them to be identical.
 """
 

@@ -8,6 +8,7 @@ from typing import cast
 
 import pytest
 from fastapi.testclient import TestClient
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, Table, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -54,7 +55,7 @@ def _in_transaction(engine: Engine) -> bool:
     with engine.connect() as connection:
         driver = connection.connection.driver_connection
         info = getattr(driver, "info", None)
-        return info is not None and info.transaction_status != 0  # psycopg IDLE
+        return info is not None and info.transaction_status != TransactionStatus.IDLE
 
 
 def test_a_pipelined_write_commits_every_statement(engine: Engine) -> None:
@@ -101,7 +102,7 @@ def test_reads_outside_a_transaction_leave_none_open(engine: Engine) -> None:
             assert connection.scalar(select(CHECKS.c.verdict).where(CHECKS.c.id == row["id"]))
             driver = connection.connection.driver_connection
             if connection.dialect.name == "postgresql":
-                assert driver.info.transaction_status == 0  # type: ignore[union-attr]
+                assert driver.info.transaction_status == TransactionStatus.IDLE  # type: ignore[union-attr]
         if connection.dialect.name == "postgresql":
             assert driver.autocommit is False  # type: ignore[union-attr]
     assert not _in_transaction(engine)

@@ -29,7 +29,6 @@ from service.credit_checks.fast_path import FastCheckMiddleware
 from service.models import AuditEvent, CreditCheck, Merchant
 from service.problems.catalog import CATALOG
 from tests.conftest import make_settings
-from tests.fixtures.databases import drop_postgres, provision_database, using_postgres
 from tests.fixtures.factories import Factory, random_uscc
 from tests.service.credit_checks.support import platform, roomy, used_today
 
@@ -692,19 +691,13 @@ _REFUSE_CHECKS = {
 }
 
 
-def test_a_database_failure_is_answered_alike_on_both_paths(tmp_path: Path) -> None:
+def test_a_database_failure_is_answered_alike_on_both_paths(
+    tmp_path: Path, scratch_database: Callable[..., str]
+) -> None:
     """A database of its own (of the suite's kind) whose ``credit_checks`` refuses inserts
     (a trigger): the write of the check's group fails, on either path (on PostgreSQL the
     group's write is pipelined, and its error arrives with the COMMIT)."""
-    url = provision_database("refusing", tmp_path, "refusing")
-    try:
-        _answered_alike_when_checks_are_refused(url, tmp_path)
-    finally:
-        if using_postgres():
-            drop_postgres(url)
-
-
-def _answered_alike_when_checks_are_refused(url: str, tmp_path: Path) -> None:
+    url = scratch_database("refusing")
     app = create_app(make_settings(url, None, tmp_path / "data"))
     with TestClient(app, raise_server_exceptions=False) as http:
         factory = Factory(http)

@@ -54,5 +54,8 @@ def test_a_driver_error_is_sqlalchemys() -> None:
     """The group read runs on the driver's cursor: its errors still arrive as SQLAlchemy's
     (a lost database is answered 503 from those)."""
     engine = create_engine("sqlite://")  # no tables: the query fails in the driver
-    with engine.connect() as conn, pytest.raises(OperationalError):
-        load_subjects(conn, {"91350100M000100Y43"}, date(2026, 11, 30))
+    try:
+        with engine.connect() as conn, pytest.raises(OperationalError):
+            load_subjects(conn, {"91350100M000100Y43"}, date(2026, 11, 30))
+    finally:
+        engine.dispose()
