@@ -8,6 +8,15 @@ insert per table, one commit) and wakes the waiting coroutines with one call int
 event loop. A lone request is handled at once, alone, so latency without load is the
 same; under load the group grows by itself with the time a turn takes (group commit).
 
+With several worker threads, groups form one at a time: a worker takes the queue only
+after the worker before it has handed the forming over (:meth:`Coalescer.handoff`,
+called by ``process`` once its group no longer needs to be the only one in the making,
+or at the latest when ``process`` returns). Otherwise an idle worker would take each
+request the moment it arrived, and the groups would shrink to one or two requests while
+the others wait on their round trips: the same work in several times as many turns. With
+the handoff, the next group gathers everything that arrived meanwhile and the threads
+still overlap one group's waiting (its commit) with the next group's work.
+
 It knows nothing of checks: ``process`` maps a list of requests to a list of results,
 in order, or raises, and then every request of that group gets the exception.
 """
@@ -72,6 +81,9 @@ class Coalescer(Generic[Req, Res]):
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._stopped = False
+        self._forming = threading.Lock()
+        """Held by the worker whose group is being formed (see the module docstring)."""
+        self._worker = threading.local()
 
     async def submit(self, request: Req) -> Res:
         if self._stopped:
@@ -127,13 +139,27 @@ class Coalescer(Generic[Req, Res]):
             group.append(item)
         return group, False
 
+    def handoff(self) -> None:
+        """From ``process``, on its worker thread: the next worker may form its group now
+        (``process`` calls it once its group has been read and decided, before writing).
+        Idempotent; elsewhere, and after the first call, a no-op."""
+        if getattr(self._worker, "forming", False):
+            self._worker.forming = False
+            self._forming.release()
+
     def _work(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            group, stop = self._take_group(first)
-            self._hand_back(group, *self._handle(group))
+            self._forming.acquire()
+            self._worker.forming = True
+            try:
+                first = self._queue.get()
+                if first is None:
+                    return
+                group, stop = self._take_group(first)
+                outcome = self._handle(group)
+            finally:
+                self.handoff()
+            self._hand_back(group, *outcome)
             if stop:
                 return
 

@@ -362,3 +362,119 @@ def test_a_base_exception_reaches_its_group_and_the_worker_goes_on() -> None:
         assert _run(main) == 4
     finally:
         _stop(coalescer)
+
+
+class FormingWatch:
+    """A ``process`` for several worker threads that counts the groups being formed at once
+    (entered, and neither handed off nor returned) and, on its first call, hands off only
+    if ``handoff``, then blocks until :meth:`release`."""
+
+    def __init__(self, *, handoff: bool) -> None:
+        self.coalescer: Coalescer[int, int] | None = None
+        self.groups: list[list[int]] = []
+        self.most_forming = 0
+        self.first_entered = threading.Event()
+        self._handoff = handoff
+        self._forming = 0
+        self._mine = threading.local()
+        self._release = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, requests: list[int]) -> list[int]:
+        with self._lock:
+            self.groups.append(list(requests))
+            first = len(self.groups) == 1
+            self._forming += 1
+            self.most_forming = max(self.most_forming, self._forming)
+        self._mine.forming = True
+        try:
+            if first:
+                self.first_entered.set()
+                if self._handoff:
+                    self._hand_off()
+                    self._hand_off()  # a second call is a no-op
+                assert self._release.wait(WAIT), "the test never released the first group"
+            return [r * 2 for r in requests]
+        finally:
+            self._done_forming()
+
+    def _done_forming(self) -> None:
+        if self._mine.forming:
+            self._mine.forming = False
+            with self._lock:
+                self._forming -= 1
+
+    def _hand_off(self) -> None:
+        assert self.coalescer is not None
+        self._done_forming()
+        self.coalescer.handoff()
+
+    def release(self) -> None:
+        self._release.set()
+
+
+def _watched(*, handoff: bool) -> tuple[FormingWatch, Coalescer[int, int]]:
+    watch = FormingWatch(handoff=handoff)
+    coalescer = _coalescer(watch, threads=3, max_group=16)
+    watch.coalescer = coalescer
+    return watch, coalescer
+
+
+def test_with_several_threads_the_next_group_waits_for_the_handoff() -> None:
+    """A group that has not handed off is the only one being formed: what arrives meanwhile
+    waits, and becomes one group when it returns (idle workers do not take requests one by
+    one)."""
+    watch, coalescer = _watched(handoff=False)
+
+    async def main() -> list[int]:
+        head = asyncio.create_task(coalescer.submit(0))
+        assert await asyncio.to_thread(watch.first_entered.wait, WAIT)
+        tail = [asyncio.create_task(coalescer.submit(n)) for n in range(1, 6)]
+        await asyncio.sleep(0)
+        watch.release()
+        return await asyncio.gather(head, *tail)
+
+    try:
+        assert _run(main) == [n * 2 for n in range(6)]
+    finally:
+        _stop(coalescer)
+    assert watch.groups == [[0], [1, 2, 3, 4, 5]]
+    assert watch.most_forming == 1
+
+
+def test_after_the_handoff_the_next_group_forms_while_the_first_is_still_processed() -> None:
+    watch, coalescer = _watched(handoff=True)
+
+    async def main() -> tuple[list[int], bool, int]:
+        head = asyncio.create_task(coalescer.submit(0))
+        assert await asyncio.to_thread(watch.first_entered.wait, WAIT)
+        tail = [asyncio.create_task(coalescer.submit(n)) for n in range(1, 4)]
+        # Answered while the first group is still held: another worker formed theirs.
+        early = list(await asyncio.gather(*tail))
+        still_held = not head.done()
+        watch.release()
+        return early, still_held, await head
+
+    try:
+        early, still_held, first = _run(main)
+    finally:
+        _stop(coalescer)
+    assert early == [2, 4, 6]
+    assert still_held
+    assert first == 0
+    assert watch.groups[0] == [0]
+    assert sorted(r for group in watch.groups[1:] for r in group) == [1, 2, 3]
+
+
+def test_handoff_outside_a_worker_thread_does_nothing() -> None:
+    recorder = Recorder()
+    coalescer = _coalescer(recorder, threads=2)
+    coalescer.handoff()  # not a worker: nothing to hand over, and no error
+
+    async def main() -> list[int]:
+        return list(await asyncio.gather(*(coalescer.submit(n) for n in range(5))))
+
+    try:
+        assert _run(main) == [0, 2, 4, 6, 8]
+    finally:
+        _stop(coalescer)
