@@ -14,9 +14,9 @@ exactly as one request on its own would be answered, in one transaction:
 4. an unknown merchant is ``404 merchant-not-found`` (charged, as documented); otherwise
    the check is decided, signed and serialised;
 5. the checks and the audit events are converted for the database; the caller then
-   writes them with :func:`store_group`, one statement each, in one transaction: every
-   request leaves its event in the same transaction as its check, so both commit or
-   neither does.
+   writes them with :func:`store_group` in one transaction (on PostgreSQL one statement,
+   which is its own transaction): every request leaves its event in the same transaction
+   as its check, so both commit or neither does.
 
 The caller commits and then marks each request's event as recorded.
 """
@@ -45,7 +45,7 @@ from service.credit_checks.issuing import (
     issue,
     parse_code,
 )
-from service.db.bulk_insert import PreparedInsert
+from service.db.bulk_insert import PreparedInsert, run_as_one_statement
 from service.policy.engine import policy_day
 from service.problems import ProblemError
 from service.ratelimit.charging import ChargeOutcome
@@ -246,9 +246,10 @@ def issue_group(
 
 
 def store_group(connection: Connection, group: IssuedGroup) -> None:
-    """The group's checks and audit events, in the caller's write transaction."""
-    group.checks.run(connection)
-    group.events.run(connection)
+    """The group's checks and audit events, in the caller's write transaction; on
+    PostgreSQL as one statement, which outside a transaction is a transaction of its own
+    (``bulk_insert.run_as_one_statement``)."""
+    run_as_one_statement(connection, (group.checks, group.events))
 
 
 def mark_recorded(requests: Sequence[CheckRequest], group: IssuedGroup) -> None:

@@ -9,7 +9,8 @@ and the rows go to the driver through ``Connection.exec_driver_sql``, so they st
 caller's transaction and SQLAlchemy's connection events and error translation still apply:
 on SQLite as tuples to ``executemany``; on PostgreSQL as one statement whose one parameter
 is the rows as a JSON array, read by ``json_to_recordset`` (encoded by orjson, in C; one
-round trip, and it can be pipelined with other statements, which COPY cannot).
+round trip, and several tables' inserts can be one statement, which COPY cannot:
+:func:`run_as_one_statement`).
 
 The conversions write exactly what the column types write:
 ``tests/service/test_bulk_insert.py`` reads rows inserted both ways back through the
@@ -162,7 +163,33 @@ class PreparedInsert:
 
     def run(self, connection: Connection) -> None:
         """Execute in the connection's current transaction."""
-        if connection.dialect.name != self.dialect:
-            raise ValueError(f"rows prepared for {self.dialect}, not {connection.dialect.name}")
+        self._check_dialect(connection)
         if self.sql is not None:
             connection.exec_driver_sql(self.sql, self.parameters)
+
+    def _check_dialect(self, connection: Connection) -> None:
+        if connection.dialect.name != self.dialect:
+            raise ValueError(f"rows prepared for {self.dialect}, not {connection.dialect.name}")
+
+
+def run_as_one_statement(connection: Connection, inserts: Sequence[PreparedInsert]) -> None:
+    """``inserts``, in order, as a single statement on PostgreSQL: each but the last as a
+    data-modifying ``WITH`` clause, which PostgreSQL runs exactly once and to completion
+    whether or not anything reads it. A statement is atomic, so outside a transaction
+    (``round_trips.without_transaction``) the inserts commit together or not at all, as
+    their own transaction, in one round trip: no ``BEGIN``, no ``COMMIT``, one statement
+    to parse, plan and answer. Elsewhere (SQLite) they run one after the other in the
+    connection's current transaction."""
+    present = [insert for insert in inserts if insert.sql is not None]
+    for insert in present:
+        insert._check_dialect(connection)
+    if connection.dialect.name != "postgresql" or len(present) < 2:
+        for insert in present:
+            insert.run(connection)
+        return
+    clauses = ", ".join(f"inserted_{n} AS ({insert.sql})" for n, insert in enumerate(present[:-1]))
+    parameters: list[Any] = []
+    for insert in present:
+        assert isinstance(insert.parameters, tuple)  # the JSON array of its rows
+        parameters.extend(insert.parameters)
+    connection.exec_driver_sql(f"WITH {clauses} {present[-1].sql}", tuple(parameters))

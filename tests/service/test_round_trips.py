@@ -1,6 +1,8 @@
-"""``service.db.round_trips`` on the suite's database: what a pipelined write commits or
-refuses, what a read outside a transaction leaves behind, and that the pool gets every
-connection back clean (on SQLite both helpers do nothing and the same holds)."""
+"""``service.db.round_trips`` and ``bulk_insert.run_as_one_statement`` on the suite's
+database: what a one-statement write outside a transaction commits or refuses, what a read
+outside a transaction leaves behind, and that the pool gets every connection back clean
+(on SQLite the helpers run the statements one by one in a transaction, and the same
+holds)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,13 @@ from typing import cast
 import pytest
 from fastapi.testclient import TestClient
 from psycopg.pq import TransactionStatus
-from sqlalchemy import Connection, Engine, Table, select, text
+from sqlalchemy import Connection, Engine, Table, event, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from service.credit_checks.repository import insert_checks
+from service.credit_checks.repository import insert_checks, prepare_checks
 from service.db.base import utcnow
-from service.db.round_trips import pipelined, without_transaction
+from service.db.bulk_insert import run_as_one_statement
+from service.db.round_trips import without_transaction
 from service.ids import new_id
 from service.models import CreditCheck
 
@@ -58,37 +61,47 @@ def _in_transaction(engine: Engine) -> bool:
         return info is not None and info.transaction_status != TransactionStatus.IDLE
 
 
-def test_a_pipelined_write_commits_every_statement(engine: Engine) -> None:
+def _write_together(connection: Connection, *groups: list[dict[str, object]]) -> None:
+    """Each group of rows as one insert, all of them as one statement, outside a
+    transaction (as a group of single checks is written on PostgreSQL, where nothing is
+    committed afterwards: the statement was its own transaction)."""
+    with without_transaction(connection):
+        run_as_one_statement(connection, [prepare_checks(connection.dialect, g) for g in groups])
+    if connection.dialect.name != "postgresql":
+        connection.commit()  # SQLite: the inserts ran in the connection's transaction
+
+
+def test_one_statement_outside_a_transaction_commits_every_insert(engine: Engine) -> None:
     first, second = [_check_row()], [_check_row(), _check_row()]
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
     with engine.connect() as connection:
-        with without_transaction(connection):
-            assert connection.execute(text("SELECT 1")).scalar() == 1
-        with pipelined(connection):
-            insert_checks(connection, first)
-            insert_checks(connection, second)
-            connection.commit()
+        event.listen(connection, "before_cursor_execute", count)
+        _write_together(connection, first, second)
     assert _stored(engine, first + second) == {str(r["id"]) for r in first + second}
     assert not _in_transaction(engine)
+    if engine.dialect.name == "postgresql":  # one statement, no BEGIN or COMMIT sent
+        assert len(statements) == 1
+        assert statements[0].startswith("WITH inserted_0 AS (INSERT INTO")
+    else:
+        assert len(statements) == 2
 
 
-def test_a_failing_statement_fails_the_commit_and_nothing_is_stored(engine: Engine) -> None:
-    """The error of a statement inside the pipeline arrives with the commit, as
-    SQLAlchemy's error; the statements before it are not stored either, and the
-    connection goes back to the pool with no transaction open."""
+def test_a_failing_insert_fails_the_statement_and_nothing_is_stored(engine: Engine) -> None:
+    """The first insert is not stored when the second fails (one statement, one
+    transaction); the error is SQLAlchemy's, and the connection goes back to the pool with
+    no transaction open."""
     existing = _check_row()
     with engine.begin() as connection:
         insert_checks(connection, [existing])
     fresh = _check_row()
 
-    def write_both() -> None:
-        with engine.connect() as connection, pipelined(connection):
-            insert_checks(connection, [fresh])
-            insert_checks(connection, [existing])
-            connection.commit()
-
     for _ in range(3):  # the pool's connection is usable again each time
-        with pytest.raises(IntegrityError):
-            write_both()
+        with pytest.raises(IntegrityError), engine.connect() as connection:
+            _write_together(connection, [fresh], [existing])
         assert _stored(engine, [fresh]) == set()
         assert not _in_transaction(engine)
 
@@ -116,26 +129,23 @@ def _kill_backend(engine: Engine, connection: Connection) -> None:
         other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
 
 
-def test_a_connection_lost_during_a_pipelined_write_is_sqlalchemys_error(engine: Engine) -> None:
+def test_a_connection_lost_before_a_write_is_sqlalchemys_error(engine: Engine) -> None:
     """A lost server is SQLAlchemy's error (the fast path answers it 503), and the broken
     connection never goes back to the pool: the next checkout works."""
     if engine.dialect.name != "postgresql":
-        pytest.skip("the pipeline is PostgreSQL's")
-    row = _check_row()
+        pytest.skip("autocommit writes are PostgreSQL's")
+    row, other = _check_row(), _check_row()
     with engine.connect() as connection:
         with without_transaction(connection):
             connection.execute(text("SELECT 1"))
         _kill_backend(engine, connection)
-
-        def write() -> None:
-            with pipelined(connection):
-                insert_checks(connection, [row])
-                connection.commit()
-
         with pytest.raises(DBAPIError):
-            write()
-    assert _stored(engine, [row]) == set()
+            _write_together(connection, [row], [other])
+    assert _stored(engine, [row, other]) == set()
     assert not _in_transaction(engine)
+    for _ in range(3):
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT 1")).scalar() == 1
 
 
 def test_a_connection_lost_during_a_read_outside_a_transaction(engine: Engine) -> None:

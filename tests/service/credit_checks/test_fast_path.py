@@ -696,7 +696,8 @@ def test_a_database_failure_is_answered_alike_on_both_paths(
 ) -> None:
     """A database of its own (of the suite's kind) whose ``credit_checks`` refuses inserts
     (a trigger): the write of the check's group fails, on either path (on PostgreSQL the
-    group's write is pipelined, and its error arrives with the COMMIT)."""
+    group's write is one statement outside a transaction: its audit events are not stored
+    either)."""
     url = scratch_database("refusing")
     app = create_app(make_settings(url, None, tmp_path / "data"))
     with TestClient(app, raise_server_exceptions=False) as http:
