@@ -167,6 +167,34 @@ def test_acquire_many_charges_in_order_like_acquire(client: redis.Redis, key: st
         client.delete(limiter.redis_key(other))
 
 
+def test_acquire_many_with_repeated_keys_matches_acquiring_one_by_one(
+    client: redis.Redis, key: str
+) -> None:
+    """The script reads a repeated key once and writes it once: the decisions and the stored
+    state are still those of charging each in turn."""
+    limiter = RedisLimiter(client)
+    many = {"a": f"{key}-a", "b": f"{key}-b"}
+    single = {"a": f"{key}-a1", "b": f"{key}-b1"}
+    sequence = ["a", "a", "b", "a", "b", "a", "a", "b"]
+    try:
+        together = limiter.acquire_many([(many[k], PLAN, 1) for k in sequence])
+        alone = [limiter.acquire(single[k], PLAN, 1) for k in sequence]
+
+        def visible(d: Any) -> tuple[object, ...]:
+            return (d.allowed, d.reason, d.limit_remaining, d.quota_remaining)
+
+        assert [visible(d) for d in together] == [visible(d) for d in alone]
+        assert [d.allowed for d in together] == [True, True, True, True, True, False, False, True]
+        for name in ("a", "b"):
+            stored = client.hgetall(limiter.redis_key(many[name]))
+            expected = client.hgetall(limiter.redis_key(single[name]))
+            assert stored[b"used"] == expected[b"used"]
+            assert stored[b"day"] == expected[b"day"]
+            assert client.pttl(limiter.redis_key(many[name])) > 0
+    finally:
+        client.delete(*(limiter.redis_key(k) for k in [*many.values(), *single.values()]))
+
+
 def test_acquire_many_after_script_flush_charges_each_once(client: redis.Redis, key: str) -> None:
     limiter = RedisLimiter(client)
     client.script_flush()
