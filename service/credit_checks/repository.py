@@ -115,7 +115,7 @@ _MANY_SUBJECTS = _SUBJECTS.where(
 _CHECKS_TABLE = cast(Table, CreditCheck.__table__)
 CHECK_COLUMNS = tuple(column.name for column in _CHECKS_TABLE.columns)
 """The columns of a stored check: every row that :func:`insert_checks` writes holds them."""
-_INSERT_CHECKS = BulkInsert(_CHECKS_TABLE, CHECK_COLUMNS)
+_INSERT_CHECKS = BulkInsert(_CHECKS_TABLE, CHECK_COLUMNS, long_text=("body",))
 
 
 def _connection(db: Session | Connection) -> Connection:

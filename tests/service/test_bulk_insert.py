@@ -94,33 +94,43 @@ def test_events_match_core(engine: Engine, app_client: TestClient) -> None:
 
 
 def test_checks_match_core(engine: Engine) -> None:
+    """Several rows, so that the bodies (sent beside the JSON rows on PostgreSQL, as a text
+    array zipped with them) must land on their own rows; bodies with quotes, backslashes,
+    escapes and non-ASCII text, and one that is not JSON (a sealed body)."""
     now = datetime(2026, 11, 30, 9, 30, tzinfo=timezone(timedelta(hours=-5)))
+    bodies = [
+        '{"verdict":"CLEAR"}',
+        '{"name":"\\"河西\\" \\\\ 商行","reasons":["a\\nb"],"x":null}',
+        "v1.sealed.AbC-_xyz==",
+        '{"records":[{"summary":"它说 \\"不\\"","n":1.5}],"empty":""}',
+    ]
     core_rows: list[dict[str, object]] = [
         {
             "id": new_id("chk"),
-            "client_id": "cli_bulk",
-            "created_at": now,
+            "client_id": f"cli_bulk_{n}",
+            "created_at": now + timedelta(seconds=n),
             "uscc": "91350100M000100Y43",
             "purpose": "ONBOARDING",
             "verdict": "CLEAR",
             "policy_version": "v1",
-            "reference": None,
+            "reference": None if n % 2 else f"ref-{n}",
             "consent_ref": "consent-河西",
-            "body": '{"verdict":"CLEAR"}',
+            "body": body,
         }
+        for n, body in enumerate(bodies)
     ]
     bulk_rows = _twin(core_rows, "chk")
     with engine.begin() as conn:
         conn.execute(insert(CHECKS), core_rows)
         insert_checks(conn, bulk_rows)
-    core_ids, bulk_ids = [core_rows[0]["id"]], [bulk_rows[0]["id"]]
-    assert (
-        _stored(engine, CHECKS, "id", bulk_ids)[0][1:]
-        == (_stored(engine, CHECKS, "id", core_ids)[0][1:])
-    )
-    bulk = _through_orm(engine, CHECKS, bulk_ids)[0]
-    assert bulk[1:] == _through_orm(engine, CHECKS, core_ids)[0][1:]
-    assert bulk[2] == now.astimezone(UTC)
+    core_ids = [row["id"] for row in core_rows]
+    bulk_ids = [row["id"] for row in bulk_rows]
+    stored = [row[1:] for row in _stored(engine, CHECKS, "id", bulk_ids)]
+    assert stored == [row[1:] for row in _stored(engine, CHECKS, "id", core_ids)]
+    assert [row[-1] for row in stored] == bodies
+    bulk = _through_orm(engine, CHECKS, bulk_ids)
+    assert [row[1:] for row in bulk] == [row[1:] for row in _through_orm(engine, CHECKS, core_ids)]
+    assert bulk[0][2] == now.astimezone(UTC)
 
 
 def test_rows_join_the_callers_transaction(engine: Engine) -> None:
