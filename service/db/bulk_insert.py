@@ -74,9 +74,10 @@ class BulkInsert:
     ) -> None:
         """``long_text``: text columns whose values are long (a stored JSON document, say).
         On PostgreSQL they do not go inside the JSON rows, where each of their quotes would
-        be escaped and un-escaped character by character (a fifth of the server's CPU on
-        the single-check path), but each as a text array in binary, zipped with the rows
-        by ``ROWS FROM``."""
+        be escaped, and un-escaped by the server character by character (parsing the JSON
+        rows was a fifth of its CPU on the single-check path, most of it the stored
+        bodies), but each as a text array in binary, zipped with the rows by ``ROWS
+        FROM``."""
         unknown = [name for name in (*columns, *long_text) if name not in table.c]
         if unknown:
             raise ValueError(f"{table.name} has no column(s) {unknown}")
@@ -121,7 +122,7 @@ class BulkInsert:
         a ``varchar(n)`` is an error, never a truncation); a JSON column's value arrives as
         the text ``_json`` wrote, stored as it is."""
         fields: list[str] = []
-        selected: list[str] = []
+        selected: dict[str, str] = {}
         for index in self._short:
             name = self._columns[index]
             column_type, quoted = self._table.c[name].type, quote(name)
@@ -131,22 +132,17 @@ class BulkInsert:
                 fields.append(f"{quoted} bigint")
             else:
                 fields.append(f"{quoted} text")
-            selected.append(f"{quoted}::json" if isinstance(column_type, JSON) else quoted)
+            selected[name] = f"{quoted}::json" if isinstance(column_type, JSON) else quoted
+        rows = "json_to_recordset(%s::json)"
+        if self._long:
+            arrays = "".join(", unnest(%b::text[])" for _ in self._long)
+            aliases = ", ".join(quote(self._columns[i]) for i in (*self._short, *self._long))
+            source = f"ROWS FROM ({rows} AS ({', '.join(fields)}){arrays}) AS r({aliases})"
+        else:
+            source = f"{rows} AS r({', '.join(fields)})"
         names = ", ".join(quote(name) for name in self._columns)
-        source = f"json_to_recordset(%s::json) AS ({', '.join(fields)})"
-        if not self._long:
-            return (
-                f"INSERT INTO {quote(self._table.name)} ({names}) "  # noqa: S608
-                f"SELECT {', '.join(selected)} FROM {source.replace(' AS (', ' AS r(', 1)}"
-            )
-        arrays = ", ".join("unnest(%b::text[])" for _ in self._long)
-        aliases = [quote(self._columns[i]) for i in (*self._short, *self._long)]
-        by_name = dict(zip(aliases, [*selected, *aliases[len(selected) :]], strict=True))
-        return (
-            f"INSERT INTO {quote(self._table.name)} ({names}) "  # noqa: S608
-            f"SELECT {', '.join(by_name[quote(n)] for n in self._columns)} "
-            f"FROM ROWS FROM ({source}, {arrays}) AS r({', '.join(aliases)})"
-        )
+        values = ", ".join(selected.get(name, quote(name)) for name in self._columns)
+        return f"INSERT INTO {quote(self._table.name)} ({names}) SELECT {values} FROM {source}"  # noqa: S608
 
     def execute(self, connection: Connection, rows: Sequence[Mapping[str, object]]) -> None:
         """Insert ``rows`` in the connection's current transaction (nothing for none)."""
@@ -217,6 +213,6 @@ def run_as_one_statement(connection: Connection, inserts: Sequence[PreparedInser
     clauses = ", ".join(f"inserted_{n} AS ({insert.sql})" for n, insert in enumerate(present[:-1]))
     parameters: list[Any] = []
     for insert in present:
-        assert isinstance(insert.parameters, tuple)  # the JSON array of its rows
+        assert isinstance(insert.parameters, tuple)  # its JSON rows (and text arrays)
         parameters.extend(insert.parameters)
     connection.exec_driver_sql(f"WITH {clauses} {present[-1].sql}", tuple(parameters))
