@@ -156,6 +156,15 @@ def new_holder() -> str:
     return f"{socket.gethostname()[:64]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+YIELD_EVERY = 64
+"""Events hashed between two voluntary releases of the GIL (``time.sleep(0)``) while a batch
+is prepared. A batch hashes a second's events at once (thousands, tens of ms of CPU); an
+embedded sequencer doing that in one go held its process's GIL against the event loop and
+the check groups for up to a switch interval at a time, which was the p99 on PostgreSQL
+(bench/RESULTS.md, sixth pass: lower p99 in 9 of 13 alternating rounds, the same
+throughput). Outside the write gate, so it holds no lock while it yields."""
+
+
 class SealingError(RuntimeError):
     """The log in the database is not one this sequencer can extend (it refuses to seal)."""
 
@@ -494,7 +503,9 @@ class Sequencer:
             probe = self._probe_in(session, after_pk)
             records = self._candidates(session, probe)
         leaves = _Leaves([], [], [])
-        for record in records:  # each record is dropped once hashed
+        for n, record in enumerate(records, start=1):  # each record is dropped once hashed
+            if n % YIELD_EVERY == 0:
+                time.sleep(0)  # let the request threads of this process have the GIL
             leaf = stored_event_leaf_hash(record)
             leaves.pks.append(record.pk)
             leaves.hashes.append(leaf)

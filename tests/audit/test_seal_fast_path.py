@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
@@ -468,6 +469,39 @@ def test_a_batch_whose_candidates_were_all_sealed_meanwhile_seals_nothing(
 
     result = fresh.sequencer(write_guard=gate).seal_batch()
     assert (result.sealed, result.size) == (0, total)
+    assert_sealed_exactly_once(fresh)
+
+
+def test_preparing_a_batch_yields_the_gil_outside_the_gate(
+    fresh: FreshApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While hashing a batch the sequencer gives the GIL away every ``YIELD_EVERY`` events
+    (so that a big batch does not stall the process's requests), and never while it holds
+    the write gate."""
+    add_events(fresh.sessionmaker, 3 * sealer_module.YIELD_EVERY + 5)
+    total = event_count(fresh.sessionmaker)
+    yields: list[bool] = []
+    in_gate: list[bool] = [False]
+    real_sleep = sealer_module.time.sleep
+    me = threading.current_thread()
+
+    def sleep(seconds: float) -> None:
+        if threading.current_thread() is me:  # time.sleep is shared with other threads
+            yields.append(in_gate[0])
+        real_sleep(seconds)
+
+    @contextmanager
+    def gate() -> Iterator[None]:
+        in_gate[0] = True
+        try:
+            yield
+        finally:
+            in_gate[0] = False
+
+    monkeypatch.setattr(sealer_module.time, "sleep", sleep)
+    result = fresh.sequencer(batch_size=total, write_guard=gate).seal_batch()
+    assert result.sealed == total
+    assert yields == [False] * (total // sealer_module.YIELD_EVERY)
     assert_sealed_exactly_once(fresh)
 
 
