@@ -8,8 +8,8 @@ from datetime import date, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from schemas.uscc import ALPHABET, check_character
 from service.credit_checks.repository import Subject, load_subject, load_subjects
@@ -59,3 +59,23 @@ def test_a_driver_error_is_sqlalchemys() -> None:
             load_subjects(conn, {"91350100M000100Y43"}, date(2026, 11, 30))
     finally:
         engine.dispose()
+
+
+def test_a_connection_lost_during_the_group_read_is_invalidated(client: TestClient) -> None:
+    """As Core would: the error says the connection was invalidated, the broken connection
+    never goes back to the pool, and the next checkout works."""
+    engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a server connection to lose is PostgreSQL's")
+    with engine.connect() as conn:
+        pid = conn.connection.driver_connection.info.backend_pid  # type: ignore[union-attr]
+        conn.rollback()
+        with engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(DBAPIError) as raised:
+            load_subjects(conn, {"91350100M000100Y43"}, date(2026, 11, 30))
+        assert raised.value.connection_invalidated
+        assert conn.invalidated
+    for _ in range(3):
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT 1")).scalar() == 1
