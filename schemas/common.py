@@ -38,6 +38,12 @@ Text = Annotated[
 ]
 # Loose on input (trimmed and upper-cased by the service), bounded in size.
 USCCInput = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# A code to check, as a platform sends it: any text of up to 256 characters. What is not a
+# well-formed code (blank, too short or too long, wrong characters, wrong check
+# character) is the check's own ``422 invalid-uscc`` with its ``reason``, never a
+# validation error of the request: in a batch that is one item's answer, and the other
+# items are still checked. Longer text is not a code at all: the request is malformed.
+CheckUSCCInput = Annotated[str, StringConstraints(max_length=256)]
 
 
 class Page(BaseModel, Generic[T]):

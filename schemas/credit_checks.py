@@ -6,7 +6,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.common import Reference, StrictModel, USCCInput
+from schemas.common import CheckUSCCInput, Reference, StrictModel
 from schemas.enums import (
     Category,
     EntityType,
@@ -32,8 +32,11 @@ RECORDS_DIGEST_DESCRIPTION = (
 
 
 class CreditCheckCreate(StrictModel):
-    uscc: USCCInput = Field(
-        description="Unified Social Credit Code; trimmed and upper-cased before validation"
+    uscc: CheckUSCCInput = Field(
+        description=(
+            "Unified Social Credit Code; trimmed and upper-cased before validation. A "
+            "malformed code (blank included) is `422 invalid-uscc` with its `reason`"
+        )
     )
     purpose: Purpose
     reference: Reference | None = Field(
@@ -50,7 +53,9 @@ class CreditCheckCreate(StrictModel):
 
 
 class BatchItem(StrictModel):
-    uscc: USCCInput
+    uscc: CheckUSCCInput = Field(
+        description="As for a single check: a malformed code is this item's `422 invalid-uscc`"
+    )
     reference: Reference | None = None
 
 

@@ -151,11 +151,12 @@ def list_checks(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
     cursor: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_CHARACTERS)] = None,
 ) -> Response:
-    """The client's own checks, newest first, each exactly as issued."""
+    """The client's own checks, newest first, each as issued: without the records to a token
+    lacking `credit:detail`, and with the owner's name masked to one lacking `credit:pii`."""
     ctx = request.state.audit
     ctx.action = "credit_check.list"
     items, next_cursor = service.list_checks(
-        session, ctx, request.app.state.keyring, principal.client_id, limit=limit, cursor=cursor
+        session, ctx, request.app.state.keyring, principal, limit=limit, cursor=cursor
     )
     return Response(page_body(items, next_cursor), media_type=JSON)
 
@@ -172,9 +173,10 @@ def get_check(
     session: SessionDep,
     principal: CreditCheckAccess,
 ) -> Response:
-    """One of the client's own checks, byte for byte as issued (whatever changed since).
-    Another client's check is 404."""
+    """One of the client's own checks, byte for byte as issued (whatever changed since), to a
+    token that may see all it shows: without `credit:detail` its records are left out, and
+    without `credit:pii` an unmasked owner's name is masked. Another client's check is 404."""
     ctx = request.state.audit
     ctx.action = "credit_check.read"
-    body = service.get_check(session, ctx, request.app.state.keyring, principal.client_id, check_id)
+    body = service.get_check(session, ctx, request.app.state.keyring, principal, check_id)
     return Response(body, media_type=JSON)

@@ -126,6 +126,19 @@ def test_purpose_is_checked_once_for_the_whole_batch(client: TestClient, factory
     assert used_today(client, headers) == 0
 
 
+def test_blank_and_long_items_are_answered_each(client: TestClient, factory: Factory) -> None:
+    """A blank or over-long code is its item's ``invalid-uscc`` (``length``); the request
+    is not refused for it, and the items around it are checked."""
+    good = factory.merchant()
+    headers = platform(factory)
+    response = _batch(client, headers, ["", good, "   ", "9" * 65, good])
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [422, 200, 422, 422, 200]
+    assert [r["problem"]["reason"] for r in results if r["status"] == 422] == ["length"] * 3
+    assert used_today(client, headers) == 2
+
+
 def test_all_malformed_costs_nothing(client: TestClient, factory: Factory) -> None:
     headers = platform(factory)
     response = _batch(client, headers, ["1", "I" * 18])

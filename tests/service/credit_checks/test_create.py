@@ -236,7 +236,7 @@ def test_invalid_code_is_refused_before_the_purpose(client: TestClient, factory:
         {"uscc": "91440300708461136T", "purpose": "ONBOARDING", "verdict": "CLEAR"},
         {"uscc": "91440300708461136T", "purpose": "ONBOARDING", "reference": "x" * 201},
         {"uscc": "91440300708461136T", "purpose": "ONBOARDING", "consent_ref": "x" * 201},
-        {"uscc": "9" * 65, "purpose": "ONBOARDING"},
+        {"uscc": "9" * 257, "purpose": "ONBOARDING"},
     ],
     ids=[
         "no-uscc",
@@ -252,6 +252,24 @@ def test_body_validation_is_422(client: TestClient, factory: Factory, body: dict
     response = client.post("/v1/credit-checks", json=body, headers=headers)
     assert response.status_code == 422
     assert response.json()["type"].endswith("/problems/validation-failed")
+    assert used_today(client, headers) == 0
+
+
+@pytest.mark.parametrize("code", ["", "   ", "\u3000\t", "9" * 19, "9" * 65, "9" * 256])
+def test_blank_and_long_codes_are_invalid_uscc_length(
+    client: TestClient, factory: Factory, code: str
+) -> None:
+    """Anything up to 256 characters is a code to check: blank or the wrong length is the
+    check's own ``invalid-uscc`` (reason ``length``), not a validation error of the body,
+    and costs nothing."""
+    headers = platform(factory)
+    response = client.post(
+        "/v1/credit-checks", json={"uscc": code, "purpose": "ONBOARDING"}, headers=headers
+    )
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["type"].endswith("/problems/invalid-uscc")
+    assert problem["reason"] == "length"
     assert used_today(client, headers) == 0
 
 

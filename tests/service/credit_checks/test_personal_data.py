@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from service.models import AuditEvent, CreditCheck
 from tests.fixtures.factories import Factory, random_uscc
-from tests.service.credit_checks.support import check, platform
+from tests.service.credit_checks.support import check, platform, roomy
 
 OWNER = "欧阳娜娜"
 
@@ -84,3 +84,49 @@ def test_batches_always_mask(client: TestClient, factory: Factory, shop: str) ->
     )
     assert response.status_code == 200
     assert response.json()["results"][0]["check"]["merchant"]["legal_representative"] == "欧***"
+
+
+def test_read_back_shows_only_what_the_reading_token_may_see(
+    client: TestClient, factory: Factory, shop: str
+) -> None:
+    """A check issued with the owner's name unmasked and with its records is read back as
+    issued by a token with the same scopes; a token of the same client without
+    ``credit:pii`` sees the name masked, one without ``credit:detail`` no records. The
+    receipt and everything else stay as issued."""
+    factory.record(shop, category="SOCIAL_INSURANCE_ARREARS", severity="GENERAL")
+    creds = factory.client("credit:check credit:detail credit:pii", rate_plan=roomy(factory))
+
+    def bearer(scope: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {factory.token(creds, scope)}"}
+
+    full = bearer("credit:check credit:detail credit:pii")
+    issued = check(client, full, shop, consent_ref="auth-2026-002")
+    assert issued.status_code == 201, issued.text
+    body = issued.json()
+    assert body["merchant"]["legal_representative"] == OWNER
+    assert len(body["records"]) == 1
+    path = f"/v1/credit-checks/{body['id']}"
+
+    assert client.get(path, headers=full).content == issued.content
+    without_pii = client.get(path, headers=bearer("credit:check credit:detail"))
+    assert without_pii.status_code == 200
+    assert OWNER not in without_pii.text
+    assert without_pii.json() == {
+        **body,
+        "merchant": {**body["merchant"], "legal_representative": "欧***"},
+    }
+    only_check = bearer("credit:check")
+    narrow = client.get(path, headers=only_check).json()
+    assert "records" not in narrow
+    assert narrow["merchant"]["legal_representative"] == "欧***"
+    assert narrow == {
+        key: value
+        for key, value in {
+            **body,
+            "merchant": {**body["merchant"], "legal_representative": "欧***"},
+        }.items()
+        if key != "records"
+    }
+    listed = client.get("/v1/credit-checks", headers=only_check).json()["items"]
+    assert listed[0] == narrow
+    assert OWNER not in client.get("/v1/credit-checks", headers=only_check).text
