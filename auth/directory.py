@@ -39,6 +39,9 @@ class ClientInfo:
     purposes: frozenset[str]
     rate_plan: str
     active: bool
+    suspended_at: float | None = None
+    """When the client was last suspended (epoch seconds): tokens issued until then are
+    refused for good."""
 
 
 def _info(row: OAuthClient) -> ClientInfo:
@@ -50,6 +53,7 @@ def _info(row: OAuthClient) -> ClientInfo:
         purposes=frozenset(row.purposes),
         rate_plan=row.rate_plan,
         active=row.status == "active",
+        suspended_at=None if row.suspended_at is None else row.suspended_at.timestamp(),
     )
 
 

@@ -247,9 +247,13 @@ def update_client(
                 "validation-failed", errors=[("jwks", "Only for private_key_jwt clients")]
             )
         row.jwks = _validate_jwks(changes["jwks"])
+    now = utcnow()
     if changes.get("status") is not None:
-        row.status = str(changes["status"])
-    row.updated_at = utcnow()
+        status = str(changes["status"])
+        if status == ClientStatus.SUSPENDED and row.status != ClientStatus.SUSPENDED:
+            row.suspended_at = now
+        row.status = status
+    row.updated_at = now
     row.version = row.version + 1
     session.flush()
     return row, before

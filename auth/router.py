@@ -18,7 +18,12 @@ from starlette.concurrency import run_in_threadpool
 from audit.context import RequestAudit
 from auth.dependencies import SCOPE_DESCRIPTIONS
 from auth.keys import TOKEN_ALG
-from auth.server import ASSERTION_ALGORITHMS, CreditShareAuthorizationServer, FormRequest
+from auth.server import (
+    ASSERTION_ALGORITHMS,
+    INVALID_CLIENT,
+    CreditShareAuthorizationServer,
+    FormRequest,
+)
 from auth.throttle import TokenEndpointThrottle
 
 router = APIRouter(tags=["oauth"])
@@ -100,6 +105,31 @@ async def _read_form(request: Request) -> dict[str, str] | Response:
     return form
 
 
+def _authentication_conflict(request: Request, form: dict[str, str]) -> Response | None:
+    """A request that authenticates its client more than one way (RFC 6749 section 2.3: it
+    "MUST NOT use more than one authentication method") is ``invalid_request``; one whose
+    ``client_id`` parameter names another client than its credentials is
+    ``invalid_client`` (RFC 7521 section 4.2)."""
+    basic = request.headers.get("authorization", "")[:6].lower() == "basic "
+    assertion = "client_assertion" in form or "client_assertion_type" in form
+    posted_secret = "client_secret" in form
+    if basic + assertion + posted_secret > 1:
+        return _error(400, "invalid_request", "Use exactly one method of client authentication.")
+    named = form.get("client_id")
+    if named and (basic or assertion):
+        authenticated = _claimed_client_id(
+            request, {k: v for k, v in form.items() if k != "client_id"}
+        )
+        if authenticated is not None and authenticated != named[:64]:
+            return _error(
+                401,
+                "invalid_client",
+                INVALID_CLIENT,
+                {"WWW-Authenticate": 'Basic realm="creditshare", error="invalid_client"'},
+            )
+    return None
+
+
 def _claimed_client_id(request: Request, form: dict[str, str]) -> str | None:
     """The client id a request claims to be (for throttling and the trail; not trusted)."""
     auth = request.headers.get("authorization", "")
@@ -131,6 +161,12 @@ async def _run(request: Request, endpoint: str) -> Response:
         ctx.details["error"] = "invalid_request"
         return _error(400, "invalid_request", "The grant_type parameter is required.")
     claimed = _claimed_client_id(request, form)
+    conflict = _authentication_conflict(request, form)
+    if conflict is not None:
+        ctx.details["error"] = "conflicting_client_authentication"
+        if claimed:
+            ctx.details["claimed_client_id"] = claimed
+        return conflict
     throttle: TokenEndpointThrottle = request.app.state.token_throttle
     verdict = await run_in_threadpool(throttle.admit, ctx.ip, claimed)
     if not verdict.allowed:
@@ -226,10 +262,12 @@ async def metadata(request: Request) -> JSONResponse:
                 "client_secret_basic",
                 "private_key_jwt",
             ],
+            "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
             "revocation_endpoint_auth_methods_supported": [
                 "client_secret_basic",
                 "private_key_jwt",
             ],
+            "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
             "scopes_supported": list(SCOPE_DESCRIPTIONS),
             "response_types_supported": [],
             "service_documentation": f"{issuer}/docs",

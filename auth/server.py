@@ -16,7 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from authlib.oauth2.rfc6749 import AuthorizationServer, ClientCredentialsGrant
-from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidScopeError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidClientError,
+    InvalidRequestError,
+    InvalidScopeError,
+)
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload, OAuth2Request
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -38,7 +42,25 @@ from service.models import UsedAssertion
 
 ASSERTION_ALGORITHMS = ["ES256", "PS256", "EdDSA"]
 AUTH_METHODS = ["client_secret_basic", "private_key_jwt"]
-MAX_ASSERTION_LIFETIME = 300
+MAX_ASSERTION_LIFETIME = 3600
+"""Seconds a client assertion may still live when it arrives. Its ``jti`` is kept that
+long (plus the leeway) to refuse a replay, so the bound keeps that table small; an hour
+admits off-the-shelf clients, authlib's ``PrivateKeyJWT`` among them, which sign their
+assertions for an hour by default."""
+ASSERTION_LEEWAY = 30
+"""Seconds of clock skew allowed on an assertion's ``exp``, ``nbf`` and ``iat``."""
+INVALID_CLIENT = "Client authentication failed."
+"""The one description of a failed client authentication, whatever failed (an unknown
+client, a wrong secret, a bad assertion): a different text for each would tell anyone
+which client ids exist."""
+_DEFAULT_DESCRIPTIONS = {
+    "invalid_request": "The request is missing a parameter or is malformed.",
+    "invalid_client": INVALID_CLIENT,
+    "invalid_grant": "The token was not issued to this client.",
+    "invalid_scope": "The requested scope is invalid or not registered for this client.",
+    "unauthorized_client": "This client may not use this grant type.",
+    "unsupported_grant_type": "Only the client_credentials grant is supported.",
+}
 
 
 class FormRequest(OAuth2Request):
@@ -66,9 +88,12 @@ class FormRequest(OAuth2Request):
 class TokenRecord:
     """A validated access token, as authlib's introspection and revocation see it."""
 
-    def __init__(self, token: ValidatedToken, directory: AuthDirectory) -> None:
+    def __init__(
+        self, token: ValidatedToken, directory: AuthDirectory, verifier: TokenVerifier
+    ) -> None:
         self.token = token
         self._directory = directory
+        self._verifier = verifier
 
     def check_client(self, client: RegisteredClient) -> bool:
         return client.client_id == self.token.client_id
@@ -83,8 +108,9 @@ class TokenRecord:
         return self.token.exp <= time.time()
 
     def is_revoked(self) -> bool:
-        info = self._directory.client(self.token.client_id)
-        return self._directory.is_revoked(self.token.jti) or info is None or not info.active
+        """Revoked, or its client is unknown, suspended, or was suspended after the token
+        was issued (``TokenVerifier.refuses``: the same rule as on the resource side)."""
+        return self._directory.is_revoked(self.token.jti) or self._verifier.refuses(self.token)
 
 
 class PrivateKeyJWT(JWTBearerClientAssertion):
@@ -93,7 +119,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
     def __init__(self, issuer: str, session_factory: Callable[[], Session]) -> None:
-        super().__init__(validate_jti=True, leeway=30)
+        super().__init__(validate_jti=True, leeway=ASSERTION_LEEWAY)
         self._issuer = issuer
         self._session_factory = session_factory
 
@@ -132,15 +158,22 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return KeySet.import_key_set(client.jwks)  # type: ignore[arg-type]
 
     def validate_jti(self, claims: Any, jti: Any) -> bool:
+        """Record ``jti`` as used (False: already used, or not a usable id). It is kept
+        until the assertion can no longer be accepted at all, its ``exp`` plus the leeway:
+        forgetting it at ``exp`` would let a captured assertion be replayed within the
+        leeway."""
         if not isinstance(jti, str) or not 8 <= len(jti) <= 200:
             return False
-        exp = datetime.fromtimestamp(float(claims.get("exp", time.time() + 300)), UTC)
+        exp = float(claims.get("exp", time.time() + MAX_ASSERTION_LIFETIME))
+        keep_until = datetime.fromtimestamp(exp + self.leeway + 1, UTC)
         try:
             with self._session_factory() as session, session.begin():
                 session.execute(
                     delete(UsedAssertion).where(UsedAssertion.expires_at < datetime.now(UTC))
                 )
-                session.add(UsedAssertion(client_id=str(claims["sub"]), jti=jti, expires_at=exp))
+                session.add(
+                    UsedAssertion(client_id=str(claims["sub"]), jti=jti, expires_at=keep_until)
+                )
         except IntegrityError:
             return False
         return True
@@ -185,13 +218,24 @@ class _TokenLookup:
 
     def query(self, token_string: str) -> TokenRecord | None:
         try:
-            return TokenRecord(self._verifier.decode(token_string), self._directory)
+            return TokenRecord(self._verifier.decode(token_string), self._directory, self._verifier)
         except TokenRejected:
             return None
 
 
+def _require_token(request: Any) -> None:
+    """The parameters of introspection and revocation: a ``token``. A ``token_type_hint``
+    is only a hint, and one the server does not know is ignored (RFC 7009 section 2.1;
+    RFC 7662 section 2.1: the server searches all its token types), not an error."""
+    if not request.form.get("token"):
+        raise InvalidRequestError(description="The token parameter is required.")
+
+
 class Introspection(IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def check_params(self, request: Any, client: Any) -> None:
+        _require_token(request)
 
     def __init__(self, lookup: _TokenLookup, issuer: str, audience: str) -> None:
         super().__init__()
@@ -223,6 +267,9 @@ class Introspection(IntrospectionEndpoint):
 
 class Revocation(RevocationEndpoint):
     CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def check_params(self, request: Any, client: Any) -> None:
+        _require_token(request)
 
     def __init__(
         self, lookup: _TokenLookup, session_factory: Callable[[], Session], directory: AuthDirectory
@@ -283,11 +330,20 @@ class CreditShareAuthorizationServer(AuthorizationServer):
     def handle_response(
         self, status: int, body: Any, headers: Any
     ) -> tuple[int, Any, list[tuple[str, str]]]:
+        """authlib's answer, made uniform: every error has an ``error_description``; a failed
+        client authentication is 401 with one description and a ``Basic`` challenge that
+        names its realm (RFC 7617 section 2), whichever authentication method failed."""
         header_list = [(str(k), str(v)) for k, v in (headers or [])]
-        if isinstance(body, dict) and body.get("error") == "invalid_client":
-            status = 401
-            if not any(k.lower() == "www-authenticate" for k, _ in header_list):
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            error = body["error"]
+            if error == "invalid_client":
+                status = 401
+                body = {"error": error, "error_description": INVALID_CLIENT}
+                header_list = [(k, v) for k, v in header_list if k.lower() != "www-authenticate"]
                 header_list.append(
                     ("WWW-Authenticate", 'Basic realm="creditshare", error="invalid_client"')
                 )
+            elif not body.get("error_description"):
+                description = _DEFAULT_DESCRIPTIONS.get(error, "The request was refused.")
+                body = {**body, "error_description": description}
         return status, body, header_list

@@ -18,7 +18,7 @@ from typing import Any
 from joserfc import jwt
 from joserfc.errors import JoseError
 
-from auth.directory import AuthDirectory
+from auth.directory import AuthDirectory, ClientInfo
 from auth.keys import TOKEN_ALG, KeyStore
 from auth.principal import Principal
 
@@ -87,6 +87,11 @@ class TokenVerifier:
             self._claims.validate(claims)
         except JoseError as exc:
             raise TokenRejected("expired" if "exp" in str(exc).lower() else "claims") from exc
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float) or exp <= time.time():
+            # Strictly: the claims registry's leeway (for ``iat`` from a node whose clock is
+            # a little ahead) must not keep an expired token alive (RFC 7519 4.1.4).
+            raise TokenRejected("expired")
         if claims.get("sub") != claims.get("client_id") or not isinstance(
             claims.get("scope", ""), str
         ):
@@ -133,12 +138,29 @@ class TokenVerifier:
             raise TokenRejected("not_bearer")
         return self.principal(self.validate(token))
 
-    def principal(self, token: ValidatedToken) -> Principal:
-        """Combine the token with the client's current registration (scopes can only shrink)."""
-        info = self._directory.client(token.client_id) or self._directory.load_client(
+    def _client(self, token: ValidatedToken) -> ClientInfo | None:
+        return self._directory.client(token.client_id) or self._directory.load_client(
             token.client_id
         )
-        if info is None or not info.active:
+
+    @staticmethod
+    def _refused_by(info: ClientInfo | None, token: ValidatedToken) -> bool:
+        """The client is unknown or suspended, or was suspended after issuing the token
+        (``iat`` is whole seconds, so a token of the suspension's own second is refused)."""
+        return (
+            info is None
+            or not info.active
+            or (info.suspended_at is not None and token.iat <= info.suspended_at)
+        )
+
+    def refuses(self, token: ValidatedToken) -> bool:
+        """Whether the token's client no longer lets it be used (see ``_refused_by``)."""
+        return self._refused_by(self._client(token), token)
+
+    def principal(self, token: ValidatedToken) -> Principal:
+        """Combine the token with the client's current registration (scopes can only shrink)."""
+        info = self._client(token)
+        if info is None or self._refused_by(info, token):
             raise TokenRejected("client_inactive")
         return Principal(
             client_id=info.client_id,

@@ -39,6 +39,9 @@ class OAuthClient(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    """When the client was last suspended: its tokens issued until then stay refused, also
+    once it is active again."""
     version: Mapped[int] = mapped_column(Integer, default=1)
 
 

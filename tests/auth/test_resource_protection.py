@@ -7,6 +7,7 @@ import json
 import time
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import ECKey
@@ -111,6 +112,34 @@ def test_expired_wrong_audience_wrong_issuer_wrong_typ(
     _assert_invalid_token(client.get(PROTECTED, headers=_bearer("not.a.jwt")))
 
 
+def test_a_token_is_refused_from_its_exp_on_without_leeway(
+    client: TestClient, factory: Factory
+) -> None:
+    """Expired means expired (RFC 7519 4.1.4): a token whose ``exp`` passed a second ago is
+    401, even though ``iat`` is allowed a few seconds of skew; introspection agrees."""
+    creds = factory.client("admin:clients")
+    now = int(time.time())
+    token = _signed_by_server(client, _claims(creds.client_id, iat=now - 60, exp=now - 1))
+    _assert_invalid_token(client.get(PROTECTED, headers=_bearer(token)))
+    introspected = client.post("/oauth/introspect", data={"token": token}, headers=creds.basic())
+    assert introspected.json() == {"active": False}
+
+
+@pytest.mark.parametrize("hint", ["access_token", "refresh_token", "no_such_type"])
+def test_a_token_type_hint_is_only_a_hint(client: TestClient, factory: Factory, hint: str) -> None:
+    """RFC 7009 2.1 and RFC 7662 2.1: a hint the server does not know is ignored; the token
+    is introspected and revoked all the same."""
+    creds = factory.client("admin:clients")
+    token = factory.token(creds)
+    form = {"token": token, "token_type_hint": hint}
+    introspected = client.post("/oauth/introspect", data=form, headers=creds.basic())
+    assert introspected.status_code == 200, introspected.text
+    assert introspected.json()["active"] is True
+    revoked = client.post("/oauth/revoke", data=form, headers=creds.basic())
+    assert revoked.status_code == 200, revoked.text
+    assert client.get(PROTECTED, headers=_bearer(token)).status_code == 401
+
+
 def test_missing_scope_is_403(client: TestClient, factory: Factory) -> None:
     response = client.get(PROTECTED, headers=factory.headers("credit:check"))
     assert response.status_code == 403
@@ -158,7 +187,7 @@ def test_introspection_needs_client_authentication(client: TestClient, factory: 
     assert response.json()["error"] == "invalid_client"
 
 
-def test_suspension_refuses_existing_tokens_at_once(client: TestClient, factory: Factory) -> None:
+def test_suspension_refuses_existing_tokens_for_good(client: TestClient, factory: Factory) -> None:
     victim = factory.client("admin:clients")
     token = factory.token(victim)
     admin = factory.headers("admin:clients")
@@ -178,7 +207,17 @@ def test_suspension_refuses_existing_tokens_at_once(client: TestClient, factory:
         ).status_code
         == 200
     )
-    assert client.get(PROTECTED, headers=_bearer(token)).status_code == 200
+    # Made active again, the client gets new tokens, but those issued before the suspension
+    # stay refused: a suspension often answers a leak, and must not be undone by a PATCH.
+    _assert_invalid_token(client.get(PROTECTED, headers=_bearer(token)))
+    assert client.post(
+        "/oauth/introspect", data={"token": token}, headers=victim.basic()
+    ).json() == {"active": False}
+    time.sleep(1.05)  # a token's iat is whole seconds: one from the suspension's second is refused
+    fresh = factory.token(victim)
+    assert client.get(PROTECTED, headers=_bearer(fresh)).status_code == 200
+    introspected = client.post("/oauth/introspect", data={"token": fresh}, headers=victim.basic())
+    assert introspected.json()["active"] is True
 
 
 def test_scope_removed_from_client_applies_to_existing_tokens(
@@ -239,6 +278,13 @@ def test_metadata(client: TestClient) -> None:
     }
     assert "none" not in meta["token_endpoint_auth_signing_alg_values_supported"]
     assert "audit:read" in meta["scopes_supported"]
+    # RFC 8414 section 2: required where the endpoint's methods include private_key_jwt.
+    for endpoint in ("introspection", "revocation"):
+        assert "private_key_jwt" in meta[f"{endpoint}_endpoint_auth_methods_supported"]
+        assert (
+            meta[f"{endpoint}_endpoint_auth_signing_alg_values_supported"]
+            == (meta["token_endpoint_auth_signing_alg_values_supported"])
+        )
 
 
 def test_every_v1_route_declares_a_scope(client: TestClient) -> None:
