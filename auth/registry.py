@@ -287,8 +287,13 @@ def status_changes_since(session: Session, since: datetime) -> list[tuple[str, s
 
 
 # ---- rate plans ----------------------------------------------------------------------------
-def list_plans(session: Session) -> list[RatePlanRow]:
-    return list(session.scalars(select(RatePlanRow).order_by(RatePlanRow.name)).all())
+def list_plans(session: Session, *, limit: int, after: str | None) -> list[RatePlanRow]:
+    """Up to ``limit + 1`` plans in name order, after the plan named ``after`` (the extra
+    one tells the caller that there is a next page)."""
+    query = select(RatePlanRow).order_by(RatePlanRow.name).limit(limit + 1)
+    if after is not None:
+        query = query.where(RatePlanRow.name > after)
+    return list(session.scalars(query).all())
 
 
 def get_plan(session: Session, name: str) -> RatePlanRow | None:

@@ -59,6 +59,10 @@ class ClientCreated(ClientOut):
     )
 
 
+class SecretRotate(StrictModel):
+    """The body of a secret rotation: nothing, or ``{}`` (the server chooses the secret)."""
+
+
 class SecretRotated(BaseModel):
     client_id: str
     client_secret: str

@@ -42,8 +42,10 @@ USCCInput = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 # well-formed code (blank, too short or too long, wrong characters, wrong check
 # character) is the check's own ``422 invalid-uscc`` with its ``reason``, never a
 # validation error of the request: in a batch that is one item's answer, and the other
-# items are still checked. Longer text is not a code at all: the request is malformed.
-CheckUSCCInput = Annotated[str, StringConstraints(max_length=256)]
+# items are still checked. Longer text is not a code at all: the request is malformed. The
+# bound is on the text as sent (no stripping first, unlike other fields), as the schema
+# says; the service trims (full-width spaces too) when it normalises the code.
+CheckUSCCInput = Annotated[str, StringConstraints(max_length=256, strip_whitespace=False)]
 
 
 class Page(BaseModel, Generic[T]):

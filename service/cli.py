@@ -51,7 +51,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes")] = 1,
 ) -> None:
     """Serve the API with uvicorn."""
@@ -190,10 +190,34 @@ def openapi_export(
 
 
 def main() -> None:
+    """The ``creditshare`` command. What an operator can fix (a database that cannot be
+    reached or is not migrated, a master key that does not open the stored keys) ends with
+    one line on stderr and exit status 1, not a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    from service.crypto import DecryptionError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except DBAPIError as exc:
+        reason = (
+            str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+        )
+        typer.echo(
+            f"error: the database could not be used ({reason}); check CREDITSHARE_DATABASE_URL "
+            "and run `creditshare db upgrade`",
+            err=True,
+        )
+        sys.exit(1)
+    except DecryptionError:
+        typer.echo(
+            "error: CREDITSHARE_MASTER_KEY does not decrypt this database's keys "
+            "(it is not the key the database was created with)",
+            err=True,
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from service.problems.render import PROBLEM_CONTENT_TYPE, problem_body, wants_ch
 log = logging.getLogger("creditshare.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 AUDITED_PREFIXES = ("/v1/", "/oauth/")
+AUDITED_ROOTS = frozenset({"/v1", "/oauth"})
+"""Every request to ``/oauth/*`` and ``/v1/*`` is audited, the bare roots included."""
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -102,7 +104,7 @@ class RequestEnvelopeMiddleware:
         state["request_id"] = request_id
         chinese = wants_chinese(headers.get(b"accept-language"))
         state["chinese"] = chinese  # for raw ASGI paths inside (service.credit_checks.fast_path)
-        audited = path.startswith(AUDITED_PREFIXES)
+        audited = path.startswith(AUDITED_PREFIXES) or path in AUDITED_ROOTS
         limit = self.large_body_paths.get(path, self.max_body_bytes)
         status_holder = {"status": 500, "started": False, "replaced": False}
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset(
@@ -69,8 +69,56 @@ class Settings(BaseSettings):
 
     @field_validator("public_url")
     @classmethod
-    def _strip_slash(cls, value: str) -> str:
-        return value.rstrip("/")
+    def _public_url(cls, value: str) -> str:
+        """An absolute http(s) URL without credentials, query or fragment: it is the issuer,
+        the tokens' audience and the base of every problem ``type``."""
+        value = value.strip().rstrip("/")
+        try:
+            url = urlsplit(value)
+            url.port  # noqa: B018  (raises on a malformed port)
+        except ValueError:
+            raise ValueError("CREDITSHARE_PUBLIC_URL is not a valid URL") from None
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError("CREDITSHARE_PUBLIC_URL must be an absolute http:// or https:// URL")
+        if url.username is not None or url.password is not None or url.query or url.fragment:
+            raise ValueError(
+                "CREDITSHARE_PUBLIC_URL must not carry credentials, a query or a fragment"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        """Empty (the embedded SQLite file), or a SQLite or PostgreSQL URL."""
+        value = value.strip()
+        if value and not value.startswith(
+            ("sqlite:", "sqlite+", "postgresql:", "postgresql+", "postgres:")
+        ):
+            raise ValueError(
+                "CREDITSHARE_DATABASE_URL must be a sqlite:///... or postgresql://... URL"
+            )
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        """Unset or empty (in-process limiting), or a redis://, rediss:// or unix:// URL."""
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("CREDITSHARE_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(
+                "CREDITSHARE_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
+            )
+        return level
 
     @model_validator(mode="after")
     def _refuse_unsafe_prod(self) -> Settings:
@@ -118,5 +166,13 @@ def load_settings() -> Settings:
         return Settings()
     except SettingsError:
         raise
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+    except ValidationError as exc:
+        # Each problem on its own, without the value given (it may hold a password).
+        problems = []
+        for error in exc.errors(include_input=False, include_url=False):
+            name = "CREDITSHARE_" + "_".join(str(part) for part in error["loc"]).upper()
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(message if message.startswith(name) else f"{name}: {message}")
+        raise SettingsError("; ".join(problems)) from None
+    except ValueError as exc:
         raise SettingsError(str(exc)) from exc

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 
 from auth.dependencies import AdminClientsAccess
 from schemas.clients import (
@@ -15,6 +15,7 @@ from schemas.clients import (
     PlanName,
     RatePlanIn,
     RatePlanOut,
+    SecretRotate,
     SecretRotated,
 )
 from schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, NO_CONTROL_CHARACTERS, Page
@@ -111,19 +112,30 @@ def update_client(
     responses=problems(404, 409),
 )
 def rotate_secret(
-    request: Request, client_id: ClientId, session: SessionDep, principal: AdminClientsAccess
+    request: Request,
+    client_id: ClientId,
+    session: SessionDep,
+    principal: AdminClientsAccess,
+    body: Annotated[SecretRotate | None, Body()] = None,
 ) -> SecretRotated:
-    """A new secret, shown once; the old one stops working at once."""
+    """A new secret, shown once; the old one stops working at once. No body, or `{}`: the
+    server chooses the secret (any member is 422, a client never sets its own)."""
     request.state.audit.action = "client.rotate_secret"
     return service.rotate_secret(session, request.state.audit, client_id)
 
 
-@router.get("/rate-plans", response_model=list[RatePlanOut], name="rate_plans.list")
+@router.get("/rate-plans", response_model=Page[RatePlanOut], name="rate_plans.list")
 def list_rate_plans(
-    request: Request, session: SessionDep, principal: AdminClientsAccess
-) -> list[RatePlanOut]:
+    request: Request,
+    session: SessionDep,
+    principal: AdminClientsAccess,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    cursor: Annotated[str | None, Query(max_length=200, pattern=NO_CONTROL_CHARACTERS)] = None,
+) -> Page[RatePlanOut]:
+    """The rate plans, in name order, cursor-paginated like every list."""
     request.state.audit.action = "rate_plan.list"
-    return service.list_plans(session)
+    items, next_cursor = service.list_plans(session, limit=limit, cursor=cursor)
+    return Page[RatePlanOut](items=items, next_cursor=next_cursor)
 
 
 @router.put(

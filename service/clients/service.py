@@ -75,10 +75,16 @@ def rotate_secret(session: Session, ctx: RequestAudit, client_id: str) -> Secret
     )
 
 
-def list_plans(session: Session) -> list[RatePlanOut]:
-    return [
-        RatePlanOut.model_validate(p, from_attributes=True) for p in registry.list_plans(session)
-    ]
+def list_plans(
+    session: Session, *, limit: int, cursor: str | None
+) -> tuple[list[RatePlanOut], str | None]:
+    """A page of rate plans in name order (a small reference table: its names are its
+    order; ``?cursor=`` continues after the last name of the page before)."""
+    rows = registry.list_plans(session, limit=limit, after=decode_str_cursor(cursor))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = [RatePlanOut.model_validate(p, from_attributes=True) for p in rows]
+    return items, encode_cursor(rows[-1].name) if more and rows else None
 
 
 def put_plan(

@@ -95,6 +95,8 @@ def single_check_request(
     purpose = body.purpose.value
     allowed = purpose in principal.purposes
     if not allowed and reason is None:
+        # The refused attempt names its merchant in the trail (its access log shows it).
+        ctx.uscc = code
         raise ProblemError("purpose-not-allowed")
     return CheckRequest(
         ctx=ctx,

@@ -57,6 +57,8 @@ def test_every_request_leaves_exactly_one_event(client: TestClient, factory: Fac
         ("GET", "/v1/audit/events?limit=1", other, 403, "denied"),
         ("GET", "/v1/audit/events?limit=501", reader, 422, "error"),
         ("GET", "/v1/no-such-route", reader, 404, "error"),
+        ("GET", "/v1", reader, 404, "error"),
+        ("GET", "/oauth", {}, 404, "error"),
         ("GET", "/v1/audit/events?limit=1", reader, 200, "success"),
         ("POST", "/oauth/token", {"Authorization": "Basic bm9ib2R5Om5vdGhpbmc="}, 401, "denied"),
     ]

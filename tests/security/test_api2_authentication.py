@@ -43,6 +43,26 @@ def test_secret_rotation_invalidates_the_old_secret(client: TestClient, factory:
     )
 
 
+def test_a_rotation_sets_no_secret_of_the_callers(client: TestClient, factory: Factory) -> None:
+    """A body that tries to choose the secret, or is not the empty object, is 422 and rotates
+    nothing: the old secret still works."""
+    creds = factory.client()
+    admin = factory.headers("admin:clients")
+    path = f"/v1/admin/clients/{creds.client_id}/secret"
+    for refused in (
+        client.post(path, json={"client_secret": "css_mine"}, headers=admin),
+        client.post(path, json=[1], headers=admin),
+        client.post(
+            path, content=b"not json", headers={**admin, "Content-Type": "application/json"}
+        ),
+    ):
+        assert refused.status_code == 422, refused.text
+    assert client.post("/oauth/token", data=GRANT, headers=creds.basic()).status_code == 200
+    empty = client.post(path, json={}, headers=admin)
+    assert empty.status_code == 200
+    assert client.post("/oauth/token", data=GRANT, headers=creds.basic()).status_code == 401
+
+
 def test_tokens_are_short_lived_and_header_only(client: TestClient, factory: Factory) -> None:
     creds = factory.client("credit:check")
     body = client.post("/oauth/token", data=GRANT, headers=creds.basic()).json()

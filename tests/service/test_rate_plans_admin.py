@@ -37,3 +37,30 @@ def test_a_broken_stored_plan_is_a_503_not_a_500(client: TestClient, factory: Fa
     )
     assert response.status_code == 503
     assert response.json()["type"].endswith("/problems/service-unavailable")
+
+
+def test_rate_plans_are_listed_a_page_at_a_time(client: TestClient, factory: Factory) -> None:
+    """Like every list: ``{"items", "next_cursor"}``, ``?limit=`` and ``?cursor=``; in name
+    order, each plan exactly once across the pages."""
+    admin = factory.headers("admin:clients")
+    for name in ("page-a", "page-b", "page-c"):
+        body = {"requests_per_second": 5, "burst": 10, "daily_quota": 1000}
+        assert client.put(f"/v1/admin/rate-plans/{name}", json=body, headers=admin).is_success
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, str | int] = {"limit": 2, **({"cursor": cursor} if cursor else {})}
+        page = client.get("/v1/admin/rate-plans", params=params, headers=admin)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        assert set(body) == {"items", "next_cursor"}
+        assert len(body["items"]) <= 2
+        seen += [plan["name"] for plan in body["items"]]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == sorted(seen)
+    assert len(seen) == len(set(seen))
+    assert {"page-a", "page-b", "page-c"} <= set(seen)
+    too_many = client.get("/v1/admin/rate-plans", params={"limit": 501}, headers=admin)
+    assert too_many.status_code == 422

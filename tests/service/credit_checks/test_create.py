@@ -218,6 +218,7 @@ def test_purpose_not_allowed_is_403_and_costs_nothing(
         select(AuditEvent).where(AuditEvent.request_id == response.headers["x-request-id"])
     )
     assert (event.outcome, event.purpose) == ("denied", "DISPUTE_HANDLING")
+    assert event.uscc == uscc  # the merchant's access log shows the refused attempt
     assert check(client, headers, uscc, purpose="ONBOARDING").status_code == 201
 
 
