@@ -175,7 +175,7 @@ async def _run(request: Request, endpoint: str) -> Response:
             429,
             "invalid_request",
             "Too many requests or failed attempts; retry later.",
-            {"Retry-After": str(verdict.retry_after)},
+            {**verdict.headers, "Retry-After": str(verdict.retry_after)},
         )
     server: CreditShareAuthorizationServer = request.app.state.oauth_server
     oauth_request = FormRequest(f"/oauth/{endpoint}", request.headers, form)
@@ -201,6 +201,7 @@ async def _run(request: Request, endpoint: str) -> Response:
     elif endpoint == "token" and isinstance(body, dict):
         ctx.details["scope"] = body.get("scope")
     response_headers = dict(headers)
+    response_headers.update(verdict.headers)
     response_headers.update(NO_STORE)
     return Response(
         orjson.dumps(body),

@@ -9,9 +9,10 @@ client by seconds, never lock it out for long.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from service.ratelimit import Decision, Limiter, LimiterUnavailable, RatePlan
+from service.ratelimit.headers import ratelimit_headers
 
 REQUESTS_PER_ADDRESS = RatePlan(
     "oauth-address", requests_per_second=50.0, burst=200, daily_quota=10_000_000
@@ -29,8 +30,12 @@ FAILURES_PER_CLIENT = RatePlan(
 
 @dataclass(frozen=True)
 class Verdict:
+    """``headers``: the ``RateLimit-Policy`` and ``RateLimit`` fields of the budget nearest to
+    refusing (the refusing one, with ``Retry-After``, when refused), for the response."""
+
     allowed: bool
     retry_after: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _retry(decisions: list[Decision]) -> int:
@@ -52,17 +57,37 @@ class TokenEndpointThrottle:
     def admit(self, ip: str | None, client_id: str | None) -> Verdict:
         """Spend one request and check the failure budgets (without spending them)."""
         try:
-            checks = [self._limiter.acquire(f"oauth:ip:{ip}", self._per_address)]
-            checks.append(self._limiter.peek(f"oauth:fail:ip:{ip}", self._failures_per_address))
+            spent = [
+                (self._per_address, self._limiter.acquire(f"oauth:ip:{ip}", self._per_address))
+            ]
+            peeked = [
+                (
+                    self._failures_per_address,
+                    self._limiter.peek(f"oauth:fail:ip:{ip}", self._failures_per_address),
+                )
+            ]
             if client_id:
-                checks.append(self._limiter.acquire(f"oauth:cid:{client_id}", REQUESTS_PER_CLIENT))
-                checks.append(
-                    self._limiter.peek(f"oauth:fail:cid:{client_id}", FAILURES_PER_CLIENT)
+                spent.append(
+                    (
+                        REQUESTS_PER_CLIENT,
+                        self._limiter.acquire(f"oauth:cid:{client_id}", REQUESTS_PER_CLIENT),
+                    )
+                )
+                peeked.append(
+                    (
+                        FAILURES_PER_CLIENT,
+                        self._limiter.peek(f"oauth:fail:cid:{client_id}", FAILURES_PER_CLIENT),
+                    )
                 )
         except LimiterUnavailable:
             return Verdict(True)
-        refused = [d for d in checks if not d.allowed]
-        return Verdict(False, _retry(refused)) if refused else Verdict(True)
+        refused = [(p, d) for p, d in (*spent, *peeked) if not d.allowed]
+        if refused:
+            plan, decision = max(refused, key=lambda pair: pair[1].retry_after)
+            retry = _retry([d for _, d in refused])
+            return Verdict(False, retry, ratelimit_headers(plan, decision))
+        plan, decision = min(spent, key=lambda pair: pair[1].limit_remaining)
+        return Verdict(True, 0, ratelimit_headers(plan, decision))
 
     def failed(self, ip: str | None, client_id: str | None) -> None:
         try:

@@ -64,3 +64,23 @@ def test_failed_attempts_per_address_are_braked(
     braked = strict_client.post("/oauth/token", data=GRANT, headers=creds.basic())
     assert braked.status_code == 429
     assert int(braked.headers["retry-after"]) >= 1
+
+
+def test_token_endpoint_answers_carry_ratelimit_fields(
+    client: TestClient, factory: Factory
+) -> None:
+    """The token endpoint is rate limited, so its answers carry ``RateLimit-Policy`` and
+    ``RateLimit`` like every limited endpoint: on success, and on a refusal with
+    ``Retry-After`` (here the client id's failure budget, ten units)."""
+    creds = factory.client()
+    granted = client.post("/oauth/token", data=GRANT, headers=creds.basic())
+    assert granted.status_code == 200
+    assert '"burst";q=' in granted.headers["ratelimit-policy"]
+    assert '"burst";r=' in granted.headers["ratelimit"]
+    for i in range(10):
+        client.post("/oauth/token", data=GRANT, headers=_basic(creds.client_id, f"wrong{i}"))
+    braked = client.post("/oauth/token", data=GRANT, headers=creds.basic())
+    assert braked.status_code == 429
+    assert braked.headers["ratelimit-policy"] == '"burst";q=10;w=10, "daily";q=10000000;w=86400'
+    assert '"burst";r=0;' in braked.headers["ratelimit"]
+    assert int(braked.headers["retry-after"]) >= 1
