@@ -6,7 +6,7 @@ test fails, so no ``/v1`` route can be served without a scope.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Request, Security
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
@@ -96,3 +96,40 @@ AdminClientsAccess = Annotated[
 ]
 AdminDataAccess = Annotated[Principal, Security(require_scopes, scopes=[Scope.ADMIN_DATA.value])]
 AuditReadAccess = Annotated[Principal, Security(require_scopes, scopes=[Scope.AUDIT_READ.value])]
+
+
+def _route_scopes(dependant: Any) -> set[str] | None:
+    """The scopes ``require_scopes`` asks for anywhere in a route's dependencies (None: the
+    route takes no token)."""
+    found: set[str] | None = None
+    for dep in getattr(dependant, "dependencies", ()):
+        if dep.call is require_scopes:
+            found = (found or set()) | set(dep.own_oauth_scopes or ())
+        inner = _route_scopes(dep)
+        if inner is not None:
+            found = (found or set()) | inner
+    return found
+
+
+def authorize_before_body(request: Request) -> None:
+    """For a request whose body could not be parsed at all: FastAPI refuses that before it
+    runs the route's dependencies, so a client without a valid token got a 422 (telling it
+    the route exists and what it takes) and the trail did not name a client that had one.
+    The route's own checks, in its order: 401 for a missing or bad token, 403 for a
+    missing scope; otherwise the actor is noted and the 422 stands."""
+    route = request.scope.get("route")
+    scopes = _route_scopes(getattr(route, "dependant", None))
+    if scopes is None:
+        return
+    principal = authenticate(request, request.headers.get("authorization"))
+    missing = sorted(scope for scope in scopes if scope not in principal.scopes)
+    if missing:
+        ctx: RequestAudit | None = getattr(request.state, "audit", None)
+        if ctx is not None:
+            ctx.details["missing_scope"] = " ".join(missing)
+        raise ProblemError(
+            "forbidden",
+            headers={
+                "WWW-Authenticate": f'Bearer {REALM}, error="insufficient_scope", scope="{" ".join(missing)}"'
+            },
+        )

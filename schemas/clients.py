@@ -37,6 +37,15 @@ class ClientUpdate(StrictModel):
     jwks: JWKSet | None = None
     status: ClientStatus | None = None
 
+    @model_validator(mode="after")
+    def _no_nulls(self) -> ClientUpdate:
+        """A member left out is left unchanged; ``null`` sets nothing either, so it is
+        refused rather than silently ignored (none of these can be cleared)."""
+        nulls = sorted(name for name in self.model_fields_set if getattr(self, name) is None)
+        if nulls:
+            raise ValueError(f"may not be null: {', '.join(nulls)}")
+        return self
+
 
 class ClientOut(BaseModel):
     client_id: str

@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from audit.context import RequestAudit
 from audit.embedded import install as install_audit
 from audit.recorder import record_standalone
+from auth.dependencies import authorize_before_body
 from auth.router import router as oauth_router
 from service import health
 from service.credit_checks.fast_path import FastCheckMiddleware
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     state.readiness = Readiness(runtime)
     install_audit(state, runtime)
 
+    state.authorize_before_body = authorize_before_body
     install_problem_handlers(app)
     app.include_router(oauth_router)
     for router in _routers():

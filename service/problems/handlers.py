@@ -110,7 +110,17 @@ async def _problem_error(request: Request, exc: Exception) -> Response:
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    errors = [(_field_path(e.get("loc", ())), _message(e)) for e in exc.errors()[:50]]
+    found = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in found[:1]):
+        # Not even JSON: the route's dependencies never ran. Its token and scope checks come
+        # first all the same (``app.state.authorize_before_body``, set by the app).
+        authorize = getattr(request.app.state, "authorize_before_body", None)
+        if authorize is not None:
+            try:
+                authorize(request)
+            except ProblemError as refusal:
+                return await _problem_error(request, refusal)
+    errors = [(_field_path(e.get("loc", ())), _message(e)) for e in found[:50]]
     return render_problem(request, "validation-failed", errors=errors)
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from service.models import AuditEvent
 from tests.fixtures.factories import Factory
 
 GRANT = {"grant_type": "client_credentials"}
@@ -75,3 +77,30 @@ def test_tokens_are_short_lived_and_header_only(client: TestClient, factory: Fac
     )
     assert in_body.status_code == 401
     assert client.get("/v1/usage", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_a_body_that_is_not_json_is_refused_after_authentication(
+    client: TestClient, factory: Factory
+) -> None:
+    """FastAPI parses a body before the route's dependencies run; the token and scope checks
+    still come first (401, 403), and an authorised caller's 422 names it in the trail."""
+    json_type = {"Content-Type": "application/json"}
+    path = "/v1/admin/policy"
+    anonymous = client.put(path, content=b"{not json", headers=json_type)
+    assert anonymous.status_code == 401, anonymous.text
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+    wrong_scope = {**factory.headers("credit:check"), **json_type}
+    refused = client.put(path, content=b"{not json", headers=wrong_scope)
+    assert refused.status_code == 403, refused.text
+    creds, admin = factory.authed("admin:data")
+    rid = "test-not-json-" + creds.client_id
+    malformed = client.put(
+        path,
+        content=b"{not json",
+        headers={**admin, "Content-Type": "application/json", "X-Request-ID": rid},
+    )
+    assert malformed.status_code == 422
+    assert malformed.json()["type"].endswith("/problems/validation-failed")
+    with factory.sessionmaker() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.request_id == rid)).one()
+    assert event.actor_client_id == creds.client_id

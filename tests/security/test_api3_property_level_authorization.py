@@ -137,3 +137,18 @@ def test_personal_data_masked_without_pii_scope(client: TestClient, factory: Fac
     assert body.status_code == 201
     assert body.json()["merchant"]["legal_representative"] == "王**"
     assert "王小明" not in body.text
+
+
+@pytest.mark.parametrize("member", ["name", "scopes", "purposes", "rate_plan", "jwks", "status"])
+def test_a_client_update_refuses_null_rather_than_ignoring_it(
+    client: TestClient, factory: Factory, member: str
+) -> None:
+    target = factory.client("credit:check")
+    admin = factory.headers("admin:clients")
+    path = f"/v1/admin/clients/{target.client_id}"
+    before = client.get(path, headers=admin).json()
+    response = client.patch(path, json={member: None}, headers=admin)
+    assert response.status_code == 422, response.text
+    assert response.json()["type"].endswith("/problems/validation-failed")
+    after = client.get(path, headers=admin).json()
+    assert after == before
