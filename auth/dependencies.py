@@ -6,6 +6,7 @@ test fails, so no ``/v1`` route can be served without a scope.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any
 
 from fastapi import Request, Security
@@ -74,7 +75,13 @@ async def require_scopes(
     authorization: Annotated[str | None, Security(oauth2_scheme)],
 ) -> Principal:
     principal = authenticate(request, authorization)
-    missing = [s for s in security_scopes.scopes if s not in principal.scopes]
+    _require(request, principal, security_scopes.scopes)
+    return principal
+
+
+def _require(request: Request, principal: Principal, scopes: Iterable[str]) -> None:
+    """``403 forbidden`` naming the scopes ``principal`` lacks (noted for the trail)."""
+    missing = [scope for scope in scopes if scope not in principal.scopes]
     if missing:
         ctx: RequestAudit | None = getattr(request.state, "audit", None)
         if ctx is not None:
@@ -85,7 +92,6 @@ async def require_scopes(
                 "WWW-Authenticate": f'Bearer {REALM}, error="insufficient_scope", scope="{" ".join(missing)}"'
             },
         )
-    return principal
 
 
 CreditCheckAccess = Annotated[
@@ -122,14 +128,4 @@ def authorize_before_body(request: Request) -> None:
     if scopes is None:
         return
     principal = authenticate(request, request.headers.get("authorization"))
-    missing = sorted(scope for scope in scopes if scope not in principal.scopes)
-    if missing:
-        ctx: RequestAudit | None = getattr(request.state, "audit", None)
-        if ctx is not None:
-            ctx.details["missing_scope"] = " ".join(missing)
-        raise ProblemError(
-            "forbidden",
-            headers={
-                "WWW-Authenticate": f'Bearer {REALM}, error="insufficient_scope", scope="{" ".join(missing)}"'
-            },
-        )
+    _require(request, principal, sorted(scopes))
