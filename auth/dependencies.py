@@ -104,17 +104,17 @@ AdminDataAccess = Annotated[Principal, Security(require_scopes, scopes=[Scope.AD
 AuditReadAccess = Annotated[Principal, Security(require_scopes, scopes=[Scope.AUDIT_READ.value])]
 
 
-def _route_scopes(dependant: Any) -> set[str] | None:
-    """The scopes ``require_scopes`` asks for anywhere in a route's dependencies (None: the
-    route takes no token)."""
+def route_scopes(dependant: Any) -> frozenset[str] | None:
+    """The scopes ``require_scopes`` asks for anywhere in a route's dependencies (``dependant``:
+    FastAPI's ``route.dependant``); None when the route takes no token at all."""
     found: set[str] | None = None
     for dep in getattr(dependant, "dependencies", ()):
         if dep.call is require_scopes:
             found = (found or set()) | set(dep.own_oauth_scopes or ())
-        inner = _route_scopes(dep)
+        inner = route_scopes(dep)
         if inner is not None:
             found = (found or set()) | inner
-    return found
+    return None if found is None else frozenset(found)
 
 
 def authorize_before_body(request: Request) -> None:
@@ -124,7 +124,7 @@ def authorize_before_body(request: Request) -> None:
     The route's own checks, in its order: 401 for a missing or bad token, 403 for a
     missing scope; otherwise the actor is noted and the 422 stands."""
     route = request.scope.get("route")
-    scopes = _route_scopes(getattr(route, "dependant", None))
+    scopes = route_scopes(getattr(route, "dependant", None))
     if scopes is None:
         return
     principal = authenticate(request, request.headers.get("authorization"))

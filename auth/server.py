@@ -55,7 +55,6 @@ client, a wrong secret, a bad assertion): a different text for each would tell a
 which client ids exist."""
 _DEFAULT_DESCRIPTIONS = {
     "invalid_request": "The request is missing a parameter or is malformed.",
-    "invalid_client": INVALID_CLIENT,
     "invalid_grant": "The token was not issued to this client.",
     "invalid_scope": "The requested scope is invalid or not registered for this client.",
     "unauthorized_client": "This client may not use this grant type.",

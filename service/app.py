@@ -100,8 +100,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     state.readiness = Readiness(runtime)
     install_audit(state, runtime)
 
-    state.authorize_before_body = authorize_before_body
-    install_problem_handlers(app)
+    install_problem_handlers(app, authorize_before_body=authorize_before_body)
     app.include_router(oauth_router)
     for router in _routers():
         app.include_router(router)

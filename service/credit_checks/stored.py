@@ -27,14 +27,15 @@ def store_form(keyring: KeyRing, body: bytes, *, check_id: str, uscc: str, seale
 
 
 def issued_bytes(keyring: KeyRing, stored: str, *, check_id: str, uscc: str) -> bytes:
-    """The body as it was returned when issued (a JSON object always starts with ``{``)."""
-    if stored.startswith("{"):
+    """The body as it was returned when issued."""
+    if not is_sealed(stored):
         return stored.encode("utf-8")
     return unseal(keyring, stored, uscc=uscc, field=_field(check_id)).encode("utf-8")
 
 
 def is_sealed(stored: str) -> bool:
-    """Whether the stored body holds unmasked personal data (it is kept sealed)."""
+    """Whether the stored body holds unmasked personal data, kept sealed (the JSON text of
+    any other body, an object, always starts with ``{``; a sealed token never does)."""
     return not stored.startswith("{")
 
 

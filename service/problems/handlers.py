@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -108,20 +108,23 @@ async def _problem_error(request: Request, exc: Exception) -> Response:
     )
 
 
-async def _validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    found = exc.errors()
-    if any(e.get("type") == "json_invalid" for e in found[:1]):
-        # Not even JSON: the route's dependencies never ran. Its token and scope checks come
-        # first all the same (``app.state.authorize_before_body``, set by the app).
-        authorize = getattr(request.app.state, "authorize_before_body", None)
-        if authorize is not None:
+def _validation_error_handler(
+    authorize_before_body: Callable[[Request], None],
+) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def _validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        found = exc.errors()
+        if found and found[0].get("type") == "json_invalid":
+            # Not even JSON: the route's dependencies never ran. Its token and scope checks
+            # come first all the same.
             try:
-                authorize(request)
+                authorize_before_body(request)
             except ProblemError as refusal:
                 return await _problem_error(request, refusal)
-    errors = [(_field_path(e.get("loc", ())), _message(e)) for e in found[:50]]
-    return render_problem(request, "validation-failed", errors=errors)
+        errors = [(_field_path(e.get("loc", ())), _message(e)) for e in found[:50]]
+        return render_problem(request, "validation-failed", errors=errors)
+
+    return _validation_error
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -151,8 +154,15 @@ async def _database_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(
+    app: FastAPI, *, authorize_before_body: Callable[[Request], None]
+) -> None:
+    """``authorize_before_body(request)``: the route's token and scope checks for a request
+    whose body was not even JSON (FastAPI refuses that before the route's dependencies run);
+    raises ``ProblemError`` (401, 403) or notes the actor and returns."""
     app.add_exception_handler(ProblemError, _problem_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(
+        RequestValidationError, _validation_error_handler(authorize_before_body)
+    )
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(SQLAlchemyError, _database_error)
