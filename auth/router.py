@@ -270,7 +270,10 @@ async def metadata(request: Request) -> JSONResponse:
             ],
             "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
             "scopes_supported": list(SCOPE_DESCRIPTIONS),
-            "response_types_supported": [],
+            # REQUIRED by RFC 8414, and validators (authlib's) refuse an empty list. This
+            # server has no authorization endpoint, so it issues nothing there: "none",
+            # the registered response type that returns no code and no token.
+            "response_types_supported": ["none"],
             "service_documentation": f"{issuer}/docs",
             "access_token_signing_alg_values_supported": [TOKEN_ALG],
         },

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import pytest
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import ECKey
@@ -285,6 +286,16 @@ def test_metadata(client: TestClient) -> None:
             meta[f"{endpoint}_endpoint_auth_signing_alg_values_supported"]
             == (meta["token_endpoint_auth_signing_alg_values_supported"])
         )
+
+
+def test_metadata_passes_authlib_validation(client: TestClient) -> None:
+    """An off-the-shelf validator accepts the metadata: authlib checks every RFC 8414 member
+    (it refused the empty ``response_types_supported`` this server once sent). It wants
+    https URLs, which a deployment's public URL gives and the test client's does not."""
+    text = client.get("/.well-known/oauth-authorization-server").text
+    meta = json.loads(text.replace(f'"{ISSUER}', f'"{ISSUER.replace("http:", "https:")}'))
+    AuthorizationServerMetadata(meta).validate()
+    assert meta["response_types_supported"] == ["none"]
 
 
 def test_every_v1_route_declares_a_scope(client: TestClient) -> None:
