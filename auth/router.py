@@ -121,13 +121,25 @@ def _authentication_conflict(request: Request, form: dict[str, str]) -> Response
             request, {k: v for k, v in form.items() if k != "client_id"}
         )
         if authenticated is not None and authenticated != named[:64]:
-            return _error(
-                401,
-                "invalid_client",
-                INVALID_CLIENT,
-                {"WWW-Authenticate": 'Basic realm="creditshare", error="invalid_client"'},
-            )
+            return _invalid_client()
     return None
+
+
+def _invalid_client() -> Response:
+    """The one answer to a failed client authentication (``auth.server.INVALID_CLIENT``)."""
+    return _error(
+        401,
+        "invalid_client",
+        INVALID_CLIENT,
+        {"WWW-Authenticate": 'Basic realm="creditshare", error="invalid_client"'},
+    )
+
+
+def _blank_basic(request: Request) -> bool:
+    """``Authorization: Basic`` followed by nothing but spaces: no credentials at all (authlib
+    cannot split such a header, so it is answered here, as any failed authentication)."""
+    auth = request.headers.get("authorization", "")
+    return auth[:6].lower() == "basic " and not auth[6:].strip()
 
 
 def _claimed_client_id(request: Request, form: dict[str, str]) -> str | None:
@@ -177,6 +189,10 @@ async def _run(request: Request, endpoint: str) -> Response:
             "Too many requests or failed attempts; retry later.",
             {**verdict.headers, "Retry-After": str(verdict.retry_after)},
         )
+    if _blank_basic(request):
+        ctx.details["error"] = "invalid_client"
+        await run_in_threadpool(throttle.failed, ctx.ip, claimed)
+        return _invalid_client()
     server: CreditShareAuthorizationServer = request.app.state.oauth_server
     oauth_request = FormRequest(f"/oauth/{endpoint}", request.headers, form)
     if endpoint == "token":

@@ -48,6 +48,8 @@ long (plus the leeway) to refuse a replay, so the bound keeps that table small; 
 admits off-the-shelf clients, authlib's ``PrivateKeyJWT`` among them, which sign their
 assertions for an hour by default."""
 ASSERTION_LEEWAY = 30
+ASSERTION_ENDPOINTS = ("token", "introspect", "revoke")
+"""The endpoints (under ``/oauth/``) that authenticate clients, and so take assertions."""
 """Seconds of clock skew allowed on an assertion's ``exp``, ``nbf`` and ``iat``."""
 INVALID_CLIENT = "Client authentication failed."
 """The one description of a failed client authentication, whatever failed (an unknown
@@ -123,7 +125,11 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         self._session_factory = session_factory
 
     def get_audiences(self) -> list[str]:
-        return [self._issuer]
+        """The issuer (what the contract names), or the URL of one of this server's
+        endpoints that take client authentication: RFC 7523 section 3 allows the token
+        endpoint's URL, and clients such as authlib's ``PrivateKeyJWT`` send the URL they
+        post to. Each names this authorization server; a used ``jti`` is refused anyway."""
+        return [self._issuer, *(f"{self._issuer}/oauth/{path}" for path in ASSERTION_ENDPOINTS)]
 
     def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
         try:
@@ -144,7 +150,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         aud = claims.get("aud")
         if isinstance(aud, list) and len(aud) != 1:
             raise InvalidClientError(
-                status_code=401, description="Client assertion audience is not the issuer."
+                status_code=401, description="Client assertion audience is not this server."
             )
         self.verify_claims(token.claims)
         return token.claims

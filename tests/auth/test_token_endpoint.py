@@ -197,11 +197,47 @@ def test_private_key_jwt(client: TestClient, factory: Factory, keypair: KeyPair)
     assert response.json()["scope"] == "credit:check"
 
 
+@pytest.mark.parametrize("path", ["token", "introspect"])
+def test_assertion_audience_may_be_the_endpoint_url(
+    client: TestClient, factory: Factory, keypair: KeyPair, path: str
+) -> None:
+    """RFC 7523 section 3 allows the token endpoint's URL as the audience, and off-the-shelf
+    clients (authlib's ``PrivateKeyJWT``) send the URL they post to: accepted beside the
+    issuer that the contract names."""
+    creds = _jwt_client(factory, keypair)
+    token = client.post(
+        "/oauth/token", data=assertion_form(keypair.assertion(creds.client_id, ISSUER))
+    ).json()["access_token"]
+    assertion = keypair.assertion(creds.client_id, f"{ISSUER}/oauth/{path}")
+    form = assertion_form(assertion)
+    if path == "introspect":
+        del form["grant_type"]
+        form["token"] = token
+    response = client.post(f"/oauth/{path}", data=form)
+    assert response.status_code == 200, response.text
+    if path == "introspect":
+        assert response.json()["active"] is True
+
+
+@pytest.mark.parametrize("header", ["Basic ", "Basic   ", "basic \t"])
+def test_blank_basic_credentials_are_invalid_client(client: TestClient, header: str) -> None:
+    """``Authorization: Basic`` with nothing after it is a failed authentication like any
+    other (it once reached authlib, which could not split it: a 500)."""
+    for path in ("token", "introspect", "revoke"):
+        data = GRANT if path == "token" else {"token": "x"}
+        response = client.post(f"/oauth/{path}", data=data, headers={"Authorization": header})
+        _assert_oauth_error(response, 401, "invalid_client")
+        wrong = client.post(f"/oauth/{path}", data=data, headers=_basic("cs_nobody", "nothing"))
+        assert response.content == wrong.content
+
+
 @pytest.mark.parametrize(
     ("overrides", "why"),
     [
         ({"aud": "https://evil.example"}, "wrong audience"),
-        ({"aud": ISSUER + "/oauth/token"}, "token endpoint is not the issuer"),
+        ({"aud": ISSUER + "/"}, "not exactly the issuer"),
+        ({"aud": ISSUER + "/oauth/jwks"}, "an endpoint that takes no client authentication"),
+        ({"aud": [ISSUER, "https://evil.example"]}, "another audience beside the issuer"),
         ({"exp": int(time.time()) - 120, "iat": int(time.time()) - 300}, "expired"),
         ({"exp": int(time.time()) + 3600 + 120}, "lives more than an hour"),
         ({"iss": "cs_someoneelse"}, "iss differs from sub"),
