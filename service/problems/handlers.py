@@ -9,8 +9,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from audit.context import RequestAudit
 from service.problems.errors import ProblemError
@@ -137,7 +139,36 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         exc.status_code, "internal-error" if exc.status_code >= 500 else "not-found"
     )
     headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
     return render_problem(request, slug, status=exc.status_code, headers=headers or None)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method the path answers (RFC 9110 section 15.5.6). Starlette's 405 names only
+    the methods of the first route whose path matched, where several routes can share a
+    path (``GET`` lists and ``POST`` creates on ``/v1/credit-checks``)."""
+    path = request.scope["path"]
+    methods: set[str] = set()
+    for pattern, route_methods in _method_table(request.app):
+        if pattern.match(path):
+            methods.update(route_methods)
+    return ", ".join(sorted(methods))
+
+
+def _method_table(app: FastAPI) -> list[tuple[re.Pattern[str], frozenset[str]]]:
+    """Each route's path pattern and methods, the included routers flattened; built once."""
+    table: list[tuple[re.Pattern[str], frozenset[str]]] | None = getattr(
+        app.state, "method_table", None
+    )
+    if table is None:
+        table = [
+            (compile_path(context.path)[0], frozenset(context.methods))
+            for context in iter_route_contexts(app.routes)
+            if context.path and context.methods
+        ]
+        app.state.method_table = table
+    return table
 
 
 DATABASE_RETRY_AFTER = "5"

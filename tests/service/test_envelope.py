@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from service.problems.catalog import CATALOG
@@ -35,6 +36,27 @@ def test_method_not_allowed(client: TestClient) -> None:
     response = client.delete("/oauth/jwks")
     assert response.status_code == 405
     assert response.json()["type"].endswith("/problems/method-not-allowed")
+    assert response.headers["allow"] == "GET"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/v1/credit-checks", "GET, POST"),
+        ("PUT", "/v1/credit-checks", "GET, POST"),
+        ("DELETE", "/v1/admin/clients", "GET, POST"),
+        ("DELETE", "/v1/admin/clients/cs_0000", "GET, PATCH"),
+        ("DELETE", "/v1/admin/policy", "GET, PUT"),
+    ],
+)
+def test_allow_lists_every_method_of_the_path(
+    client: TestClient, method: str, path: str, allowed: str
+) -> None:
+    """RFC 9110 section 15.5.6: a 405 lists the methods the target resource supports, not
+    only those of the first route that matched its path."""
+    response = client.request(method, path)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allowed
 
 
 def test_chinese_problems(client: TestClient) -> None:
