@@ -73,8 +73,10 @@ CATALOG: dict[str, ProblemKind] = {
             429,
             "Daily quota exceeded",
             "已超出每日配额",
-            "The client's daily quota is used up; it resets at midnight Asia/Shanghai.",
-            "该客户端今日配额已用完，将于北京时间零点重置。",
+            "What is left of the client's daily quota does not cover this request (the"
+            " RateLimit header says how much is left); it resets at midnight Asia/Shanghai.",
+            "该客户端今日剩余配额不足以完成本次请求（剩余额度见 RateLimit 响应头），"
+            "将于北京时间零点重置。",
         ),
         _kind(
             "rate-limited",
