@@ -48,9 +48,9 @@ long (plus the leeway) to refuse a replay, so the bound keeps that table small; 
 admits off-the-shelf clients, authlib's ``PrivateKeyJWT`` among them, which sign their
 assertions for an hour by default."""
 ASSERTION_LEEWAY = 30
+"""Seconds of clock skew allowed on an assertion's ``exp``, ``nbf`` and ``iat``."""
 ASSERTION_ENDPOINTS = ("token", "introspect", "revoke")
 """The endpoints (under ``/oauth/``) that authenticate clients, and so take assertions."""
-"""Seconds of clock skew allowed on an assertion's ``exp``, ``nbf`` and ``iat``."""
 INVALID_CLIENT = "Client authentication failed."
 """The one description of a failed client authentication, whatever failed (an unknown
 client, a wrong secret, a bad assertion): a different text for each would tell anyone
