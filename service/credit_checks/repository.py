@@ -105,8 +105,18 @@ _ONE_SUBJECT = _SUBJECTS.where(_merchants.c.uscc == bindparam("uscc"))
 # The codes go as one parameter, so that the statement is the same for any number of
 # codes and not re-rendered per call as an expanding IN list is: an array on PostgreSQL,
 # a JSON array read by json_each on SQLite.
+#
+# On PostgreSQL the array is read back through ``ARRAY(SELECT unnest(...))``, an InitPlan
+# whose length the planner cannot see. With the parameter itself in ``= ANY(...)``, each
+# custom plan saw the array's length; PostgreSQL keeps planning a prepared statement afresh
+# while the generic plan costs more than the average custom plan so far, and after a few
+# small groups (a quiet server, a new connection) that was forever: 240 µs of server CPU a
+# read of 14 codes, 120 on the generic plan this form gets after five executions
+# (bench/RESULTS.md, eighth pass).
+_CODES = bindparam("codes", type_=ARRAY(String()))
 _MANY_SUBJECTS_PG = _SUBJECTS.where(
-    _merchants.c.uscc == any_(bindparam("codes", type_=ARRAY(String())))
+    _merchants.c.uscc
+    == any_(func.array(select(func.unnest(_CODES)).scalar_subquery(), type_=ARRAY(String())))
 )
 _MANY_SUBJECTS = _SUBJECTS.where(
     _merchants.c.uscc.in_(

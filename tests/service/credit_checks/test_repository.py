@@ -79,3 +79,39 @@ def test_a_connection_lost_during_the_group_read_is_invalidated(client: TestClie
     for _ in range(3):
         with engine.connect() as conn:
             assert conn.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_the_group_read_runs_on_a_generic_plan(client: TestClient, factory: Factory) -> None:
+    """Planning the subjects read costs more than running it. With the codes' array in
+    ``= ANY(:codes)``, the custom plans of small groups (here one to three codes, on a
+    registry with statistics) cost less than the generic plan, so PostgreSQL planned each
+    execution again; read through an InitPlan, the statement runs on the generic plan once
+    psycopg has prepared it (five executions) and PostgreSQL has tried five custom plans.
+    The registry is filled and analysed inside a transaction that is rolled back."""
+    engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("plan caching is PostgreSQL's")
+    known = [factory.merchant() for _ in range(3)]
+    with engine.connect() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO merchants (uscc, name, entity_type, registration_status,"
+                " legacy_code, org_code_warning, created_at, updated_at, data_updated_at)"
+                " SELECT 'ZZPLAN' || lpad(n::text, 12, '0'), 'plan test', 'COMPANY', 'ACTIVE',"
+                " false, false, now(), now(), now() FROM generate_series(1, 5000) AS n"
+            )
+        )
+        conn.execute(text("ANALYZE merchants"))
+        for index in range(15):
+            wanted = known[: 1 + index % 3]
+            found = load_subjects(conn, {*wanted, _unknown(index)}, date.today())
+            assert sorted(found) == sorted(wanted)
+        plans = conn.execute(
+            text(
+                "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+                " WHERE statement LIKE 'SELECT merchants.uscc%'"
+            )
+        ).one()
+        conn.rollback()
+    assert plans.generic_plans >= 1, plans
+    assert plans.custom_plans <= 5, plans
