@@ -31,6 +31,9 @@ AUDIT_USE = "audit"
 TOKEN_ALG = "ES256"
 _KEY_PURPOSE = "signing-key"
 REFRESH_SECONDS = 30.0
+UNKNOWN_KID_REFRESH_SECONDS = 1.0
+"""At most one early reload a second for tokens signed by a key this process has not
+loaded: a forged ``kid`` cannot make every request read the keys table."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class KeyStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._view = KeyView()
+        self._forced_at = float("-inf")
 
     # ---- reading -------------------------------------------------------------------------
     def view(self) -> KeyView:
@@ -69,6 +73,23 @@ class KeyStore:
             self.refresh()
             view = self._view
         return view
+
+    def view_with(self, kid: str) -> KeyView | None:
+        """A view that knows token key ``kid``, reloading early if this process has not
+        loaded it yet (another process, or another API worker, made it moments ago: a
+        rotation, or the first key of a new database); None if ``kid`` is still unknown or
+        an early reload was made less than a second ago."""
+        view = self.view()
+        if kid in view.token_kids:
+            return view
+        now = self._clock()
+        with self._lock:
+            if now - self._forced_at < UNKNOWN_KID_REFRESH_SECONDS:
+                return None
+            self._forced_at = now
+        self.refresh()
+        view = self._view
+        return view if kid in view.token_kids else None
 
     def refresh(self) -> None:
         """Reload keys from the database (another process may have rotated)."""

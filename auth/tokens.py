@@ -9,12 +9,15 @@ suspension are still consulted each time (in memory).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from joserfc import jwt
 from joserfc.errors import JoseError
 
@@ -50,6 +53,17 @@ class ValidatedToken:
     claims: dict[str, Any]
 
 
+def _header_kid(token: str) -> str | None:
+    """The ``kid`` of a compact JWS's protected header, unverified (None if unreadable)."""
+    encoded = token.partition(".")[0]
+    try:
+        header = orjson.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) and 0 < len(kid) <= 200 else None
+
+
 class TokenVerifier:
     def __init__(
         self, keys: KeyStore, directory: AuthDirectory, *, issuer: str, audience: str
@@ -79,7 +93,14 @@ class TokenVerifier:
         try:
             decoded = jwt.decode(token, view.token_verifiers, algorithms=[TOKEN_ALG])
         except (JoseError, ValueError, TypeError, KeyError) as exc:
-            raise TokenRejected("signature") from exc
+            kid = _header_kid(token)
+            fresher = None if kid is None or kid in view.token_kids else self._keys.view_with(kid)
+            if fresher is None:
+                raise TokenRejected("signature") from exc
+            try:
+                decoded = jwt.decode(token, fresher.token_verifiers, algorithms=[TOKEN_ALG])
+            except (JoseError, ValueError, TypeError, KeyError) as again:
+                raise TokenRejected("signature") from again
         if str(decoded.header.get("typ", "")).lower() not in ACCEPTED_TYP:
             raise TokenRejected("typ")
         claims = decoded.claims

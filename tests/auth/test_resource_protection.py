@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
+from auth.keys import KeyStore
 from tests.fixtures.factories import Factory
 from tests.fixtures.routes import api_routes
 
@@ -236,6 +237,37 @@ def test_scope_removed_from_client_applies_to_existing_tokens(
         == 200
     )
     assert client.get(PROTECTED, headers=_bearer(token)).status_code == 403
+
+
+def test_a_key_another_process_made_is_trusted_at_once(
+    client: TestClient, factory: Factory
+) -> None:
+    """Another API worker or node (or ``creditshare keys rotate``) rotates the token key and
+    signs with the new one at once; this process, which reloads its keys every 30 s, takes a
+    token with that unknown ``kid`` as a cue to reload then, instead of refusing it for up to
+    half a minute. A forged ``kid`` is still refused, and reloads at most once a second."""
+    state = client.app.state  # type: ignore[attr-defined]
+    other_node = KeyStore(state.sessionmaker, state.keyring, overlap_seconds=600)
+    creds = factory.client("admin:clients")
+    verifiers = state.key_store.view().token_verifiers
+    claims = jwt.decode(factory.token(creds), verifiers, algorithms=["ES256"]).claims
+    new_kid = other_node.rotate("token")
+    assert new_kid not in state.key_store.view().token_kids  # not reloaded here yet
+    signer = other_node.view().token_signer
+    header = {"typ": "at+jwt", "alg": "ES256", "kid": new_kid}
+    token = jwt.encode(header, {**claims, "jti": "rotated-elsewhere"}, signer)
+    assert client.get(PROTECTED, headers=_bearer(token)).status_code == 200
+
+    reloads: list[float] = []
+    original = state.key_store.refresh
+    state.key_store.refresh = lambda: reloads.append(time.time()) or original()
+    try:
+        for _ in range(5):
+            forged = jwt.encode({**header, "kid": "key_forged"}, claims, signer)
+            _assert_invalid_token(client.get(PROTECTED, headers=_bearer(forged)))
+    finally:
+        del state.key_store.refresh
+    assert len(reloads) <= 1
 
 
 def test_key_rotation_overlap_then_retirement(client: TestClient, factory: Factory) -> None:
