@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from joserfc import jws
 from joserfc.errors import JoseError
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 
 from audit.context import RequestAudit
 from auth.dependencies import SCOPE_DESCRIPTIONS
@@ -135,11 +136,14 @@ def _invalid_client() -> Response:
     )
 
 
-def _blank_basic(request: Request) -> bool:
-    """``Authorization: Basic`` followed by nothing but spaces: no credentials at all (authlib
-    cannot split such a header, so it is answered here, as any failed authentication)."""
+def _headers_for_authlib(request: Request) -> Headers:
+    """The request's headers, less an ``Authorization: Basic`` followed by nothing but spaces:
+    authlib cannot split such a header (it failed with a 500), and without it the request is
+    one that did not authenticate, which authlib refuses as ``invalid_client``."""
     auth = request.headers.get("authorization", "")
-    return auth[:6].lower() == "basic " and not auth[6:].strip()
+    if auth[:6].lower() != "basic " or auth[6:].strip():
+        return request.headers
+    return Headers(raw=[(k, v) for k, v in request.headers.raw if k != b"authorization"])
 
 
 def _claimed_client_id(request: Request, form: dict[str, str]) -> str | None:
@@ -189,12 +193,8 @@ async def _run(request: Request, endpoint: str) -> Response:
             "Too many requests or failed attempts; retry later.",
             {**verdict.headers, "Retry-After": str(verdict.retry_after)},
         )
-    if _blank_basic(request):
-        ctx.details["error"] = "invalid_client"
-        await run_in_threadpool(throttle.failed, ctx.ip, claimed)
-        return _invalid_client()
     server: CreditShareAuthorizationServer = request.app.state.oauth_server
-    oauth_request = FormRequest(f"/oauth/{endpoint}", request.headers, form)
+    oauth_request = FormRequest(f"/oauth/{endpoint}", _headers_for_authlib(request), form)
     if endpoint == "token":
         status, body, headers = await run_in_threadpool(server.create_token_response, oauth_request)
     else:

@@ -9,16 +9,13 @@ suspension are still consulted each time (in memory).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import JoseError
 
 from auth.directory import AuthDirectory, ClientInfo
@@ -55,12 +52,10 @@ class ValidatedToken:
 
 def _header_kid(token: str) -> str | None:
     """The ``kid`` of a compact JWS's protected header, unverified (None if unreadable)."""
-    encoded = token.partition(".")[0]
     try:
-        header = orjson.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)))
-    except (ValueError, binascii.Error):
+        kid = jws.extract_compact(token.encode()).headers().get("kid")
+    except (JoseError, ValueError, TypeError):
         return None
-    kid = header.get("kid") if isinstance(header, dict) else None
     return kid if isinstance(kid, str) and 0 < len(kid) <= 200 else None
 
 

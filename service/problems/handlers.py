@@ -9,14 +9,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import compile_path
 
 from audit.context import RequestAudit
 from service.problems.errors import ProblemError
 from service.problems.render import PROBLEM_CONTENT_TYPE, problem_body, wants_chinese
+from service.routing import route_table
 
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _STATUS_SLUGS = {
@@ -150,25 +149,10 @@ def _allowed_methods(request: Request) -> str:
     path (``GET`` lists and ``POST`` creates on ``/v1/credit-checks``)."""
     path = request.scope["path"]
     methods: set[str] = set()
-    for pattern, route_methods in _method_table(request.app):
-        if pattern.match(path):
-            methods.update(route_methods)
+    for route in route_table(request.app):
+        if route.pattern.match(path):
+            methods.update(route.methods)
     return ", ".join(sorted(methods))
-
-
-def _method_table(app: FastAPI) -> list[tuple[re.Pattern[str], frozenset[str]]]:
-    """Each route's path pattern and methods, the included routers flattened; built once."""
-    table: list[tuple[re.Pattern[str], frozenset[str]]] | None = getattr(
-        app.state, "method_table", None
-    )
-    if table is None:
-        table = [
-            (compile_path(context.path)[0], frozenset(context.methods))
-            for context in iter_route_contexts(app.routes)
-            if context.path and context.methods
-        ]
-        app.state.method_table = table
-    return table
 
 
 DATABASE_RETRY_AFTER = "5"
