@@ -63,9 +63,16 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         try:
             yield
         finally:
-            for stop in app.state.background_stoppers:
-                stop()
-            runtime.close()
+            try:
+                # What belongs to the serving event loop first, on it: its groups finish
+                # and its connections close.
+                for stop_on_loop in app.state.loop_stoppers:
+                    await stop_on_loop()
+                await runtime.aclose()
+            finally:
+                for stop in app.state.background_stoppers:
+                    stop()
+                runtime.close()
 
     app = FastAPI(
         title="creditshare",
@@ -97,6 +104,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     state.logger = logging.getLogger("creditshare")
     state.background_starters = []
     state.background_stoppers = []
+    state.loop_stoppers = []
     state.readiness = Readiness(runtime)
     install_audit(state, runtime)
 

@@ -40,6 +40,13 @@ class Runtime:
     oauth_server: CreditShareAuthorizationServer
     token_throttle: TokenEndpointThrottle
 
+    async def aclose(self) -> None:
+        """Release what is bound to the serving event loop (the limiter's asynchronous
+        client), on that loop; :meth:`close` then releases the rest."""
+        aclose = getattr(self.limiter, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
     def close(self) -> None:
         self.directory.stop()
         self.limiter.close()

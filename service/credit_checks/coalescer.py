@@ -38,14 +38,14 @@ log = logging.getLogger("creditshare.coalescer")
 
 
 @dataclass(slots=True)
-class _Waiting(Generic[Req, Res]):
+class Waiting(Generic[Req, Res]):
     request: Req
     future: asyncio.Future[Res]
     loop: asyncio.AbstractEventLoop
 
 
-def _deliver(
-    waiting: list[_Waiting[Req, Res]], results: list[Res] | None, error: BaseException | None
+def deliver(
+    waiting: list[Waiting[Req, Res]], results: list[Res] | None, error: BaseException | None
 ) -> None:
     """On the waiters' event loop: resolve every future (a cancelled one is skipped)."""
     for index, item in enumerate(waiting):
@@ -77,7 +77,7 @@ class Coalescer(Generic[Req, Res]):
         self._threads_wanted = threads
         self._max_group = max_group
         self._name = name
-        self._queue: queue.SimpleQueue[_Waiting[Req, Res] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Waiting[Req, Res] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._stopped = False
@@ -92,11 +92,11 @@ class Coalescer(Generic[Req, Res]):
         future: asyncio.Future[Res] = loop.create_future()
         if not self._threads:
             self._start()
-        self._queue.put(_Waiting(request, future, loop))
+        self._queue.put(Waiting(request, future, loop))
         return await future
 
     def _handle(
-        self, group: list[_Waiting[Req, Res]]
+        self, group: list[Waiting[Req, Res]]
     ) -> tuple[list[Res] | None, BaseException | None]:
         try:
             results = self._process([item.request for item in group])
@@ -127,7 +127,7 @@ class Coalescer(Generic[Req, Res]):
         for thread in threads:
             thread.join(timeout)
 
-    def _take_group(self, first: _Waiting[Req, Res]) -> tuple[list[_Waiting[Req, Res]], bool]:
+    def _take_group(self, first: Waiting[Req, Res]) -> tuple[list[Waiting[Req, Res]], bool]:
         group = [first]
         while len(group) < self._max_group:
             try:
@@ -165,7 +165,7 @@ class Coalescer(Generic[Req, Res]):
 
     @staticmethod
     def _hand_back(
-        group: list[_Waiting[Req, Res]], results: list[Res] | None, error: BaseException | None
+        group: list[Waiting[Req, Res]], results: list[Res] | None, error: BaseException | None
     ) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[int]] = {}
         for index, item in enumerate(group):
@@ -174,6 +174,6 @@ class Coalescer(Generic[Req, Res]):
             waiting = [group[i] for i in indexes]
             mine = None if results is None else [results[i] for i in indexes]
             try:
-                loop.call_soon_threadsafe(_deliver, waiting, mine, error)
+                loop.call_soon_threadsafe(deliver, waiting, mine, error)
             except RuntimeError:  # that loop has closed: nobody is waiting any more
                 log.warning("coalescer: results for a closed event loop dropped")

@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import Any, NamedTuple, cast
 
 import orjson
+import psycopg
 from sqlalchemy import (
     Connection,
     Date,
@@ -34,6 +35,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from service.db import async_pg
 from service.db.bulk_insert import BulkInsert, PreparedInsert
 from service.models import CreditCheck, CreditRecord, Merchant
 from service.policy.engine import COUNTING_STATUSES
@@ -161,15 +163,30 @@ def load_subjects(
         return {}
     connection = _connection(db)
     dialect = connection.dialect
-    select_many = _SELECT_MANY.get(dialect.name)
-    if select_many is None:
-        statement = _MANY_SUBJECTS_PG if dialect.name == "postgresql" else _MANY_SUBJECTS
-        select_many = _SELECT_MANY[dialect.name] = _DriverSelect(statement, dialect)
     if dialect.name == "postgresql":
         values: dict[str, object] = {"codes": sorted(codes), "today": today}
     else:
         values = {"codes_json": orjson.dumps(sorted(codes)).decode(), "today": today}
-    return _collect(select_many.rows(connection, values))
+    return _collect(_select_many(dialect).rows(connection, values))
+
+
+async def load_subjects_async(
+    connection: psycopg.AsyncConnection[Any], dialect: Dialect, codes: set[str], today: date
+) -> dict[str, Subject]:
+    """:func:`load_subjects` on an event loop's PostgreSQL connection (``dialect``: the
+    engine's, whose types convert the values)."""
+    if not codes:
+        return {}
+    values: dict[str, object] = {"codes": sorted(codes), "today": today}
+    return _collect(await _select_many(dialect).rows_async(connection, values))
+
+
+def _select_many(dialect: Dialect) -> _DriverSelect:
+    select_many = _SELECT_MANY.get(dialect.name)
+    if select_many is None:
+        statement = _MANY_SUBJECTS_PG if dialect.name == "postgresql" else _MANY_SUBJECTS
+        select_many = _SELECT_MANY[dialect.name] = _DriverSelect(statement, dialect)
+    return select_many
 
 
 class _DriverSelect:
@@ -201,13 +218,7 @@ class _DriverSelect:
         )
 
     def rows(self, connection: Connection, values: Mapping[str, object]) -> list[tuple[Any, ...]]:
-        params: dict[str, object] = {**self._fixed, **values}
-        for name, process in self._bind.items():
-            if process is not None:
-                params[name] = process(params[name])
-        bound: Any = (
-            params if self._positional is None else tuple(params[n] for n in self._positional)
-        )
+        bound = self._bound(values)
         dialect, driver_error = connection.dialect, connection.dialect.loaded_dbapi.Error
         dbapi = connection.connection
         cursor = dbapi.cursor()
@@ -226,6 +237,22 @@ class _DriverSelect:
         finally:
             with suppress(driver_error):  # closing on a connection that is gone
                 cursor.close()
+        return self._converted(raw)
+
+    async def rows_async(
+        self, connection: psycopg.AsyncConnection[Any], values: Mapping[str, object]
+    ) -> list[tuple[Any, ...]]:
+        """:meth:`rows` on an event loop's PostgreSQL connection (``service.db.async_pg``)."""
+        return self._converted(await async_pg.fetch_all(connection, self._sql, self._bound(values)))
+
+    def _bound(self, values: Mapping[str, object]) -> Any:
+        params: dict[str, object] = {**self._fixed, **values}
+        for name, process in self._bind.items():
+            if process is not None:
+                params[name] = process(params[name])
+        return params if self._positional is None else tuple(params[n] for n in self._positional)
+
+    def _converted(self, raw: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         if not self._convert:
             return [tuple(row) for row in raw]
         converted: list[tuple[Any, ...]] = []

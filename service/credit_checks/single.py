@@ -24,11 +24,13 @@ The caller commits and then marks each request's event as recorded.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Connection
+import psycopg
+from sqlalchemy import Connection, Dialect
 
 from audit.context import RequestAudit
 from audit.recorder import event_values, prepare_event_rows
@@ -45,7 +47,11 @@ from service.credit_checks.issuing import (
     issue,
     parse_code,
 )
-from service.db.bulk_insert import PreparedInsert, run_as_one_statement
+from service.db.bulk_insert import (
+    PreparedInsert,
+    run_as_one_statement,
+    run_as_one_statement_async,
+)
 from service.policy.engine import policy_day
 from service.problems import ProblemError
 from service.ratelimit.charging import ChargeOutcome
@@ -121,6 +127,9 @@ IssuerFor = Callable[[Principal], Issuer]
 
 ChargeEach = Callable[[Sequence[Principal]], list[ChargeOutcome]]
 """One check charged to each principal's plan, in one call to the limiter."""
+
+AsyncChargeEach = Callable[[Sequence[Principal]], Awaitable[list[ChargeOutcome]]]
+""":data:`ChargeEach`, awaited on the event loop."""
 
 
 def note_issued(ctx: RequestAudit, check: IssuedCheck, consent_ref: str | None) -> None:
@@ -205,15 +214,57 @@ def issue_group(
     now: datetime,
 ) -> IssuedGroup:
     """Answer every request (see the module docstring), reading on ``connection``."""
-    subjects = repository.load_subjects(connection, {r.code for r in requests}, policy_day(now))
-    prepared = [_before_charge(r, issuer_for, subjects) for r in requests]
-    to_charge = [r for r, p in zip(requests, prepared, strict=True) if isinstance(p, Issuer)]
-    charges = iter(charge_each([r.principal for r in to_charge]))
+    subjects = repository.load_subjects(connection, _codes(requests), policy_day(now))
+    screened = [_before_charge(r, issuer_for, subjects) for r in requests]
+    charges = charge_each(_to_charge(requests, screened))
+    return _decide(connection.dialect, requests, screened, subjects, charges, now)
+
+
+async def issue_group_async(
+    connection: psycopg.AsyncConnection[Any],
+    dialect: Dialect,
+    requests: Sequence[CheckRequest],
+    issuer_for: IssuerFor,
+    charge_each: AsyncChargeEach,
+    now: datetime,
+) -> IssuedGroup:
+    """:func:`issue_group` on the event loop: the read on a PostgreSQL connection of its
+    own (``service.db.async_pg``) and the limiter's round trip awaited."""
+    subjects = await repository.load_subjects_async(
+        connection, dialect, _codes(requests), policy_day(now)
+    )
+    screened = [_before_charge(r, issuer_for, subjects) for r in requests]
+    charges = await charge_each(_to_charge(requests, screened))
+    return _decide(dialect, requests, screened, subjects, charges, now)
+
+
+def _codes(requests: Sequence[CheckRequest]) -> set[str]:
+    return {request.code for request in requests}
+
+
+def _to_charge(
+    requests: Sequence[CheckRequest], screened: Sequence[Issuer | ProblemError]
+) -> list[Principal]:
+    """Whom to charge: every request that passed the refusals that cost nothing."""
+    return [r.principal for r, s in zip(requests, screened, strict=True) if isinstance(s, Issuer)]
+
+
+def _decide(
+    dialect: Dialect,
+    requests: Sequence[CheckRequest],
+    screened: Sequence[Issuer | ProblemError],
+    subjects: dict[str, repository.Subject],
+    charged: Sequence[ChargeOutcome],
+    now: datetime,
+) -> IssuedGroup:
+    """Steps 4 and 5 of the module docstring, once the charges are known (one per request
+    that passed the free refusals, in order)."""
+    charges = iter(charged)
     created_at = timestamp(now)
     results: list[CheckResult] = []
     rows: list[dict[str, object]] = []
     events: list[dict[str, object]] = []
-    for request, issuer in zip(requests, prepared, strict=True):
+    for request, issuer in zip(requests, screened, strict=True):
         ctx = request.ctx
         if isinstance(issuer, ProblemError):
             result = refused(ctx, issuer)
@@ -238,7 +289,6 @@ def issue_group(
                     rows.append(check.row)
         results.append(result)
         events.append(event_values(ctx, result.status))
-    dialect = connection.dialect
     return IssuedGroup(
         results,
         [str(event["id"]) for event in events],
@@ -252,6 +302,12 @@ def store_group(connection: Connection, group: IssuedGroup) -> None:
     PostgreSQL as one statement, which outside a transaction is a transaction of its own
     (``bulk_insert.run_as_one_statement``)."""
     run_as_one_statement(connection, (group.checks, group.events))
+
+
+async def store_group_async(connection: psycopg.AsyncConnection[Any], group: IssuedGroup) -> None:
+    """:func:`store_group` on an autocommit PostgreSQL connection of the event loop: one
+    statement, its own transaction."""
+    await run_as_one_statement_async(connection, (group.checks, group.events))
 
 
 def mark_recorded(requests: Sequence[CheckRequest], group: IssuedGroup) -> None:

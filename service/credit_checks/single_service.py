@@ -1,15 +1,21 @@
 """The app's single checks: validated requests in, answers out, issued in groups.
 
-One per app (``app.state.single_checks``). The coalescer's worker threads hand it the
-requests that arrived together; it reads and decides, lets the next group form
-(``Coalescer.handoff``), then writes the group in one
-transaction (SQLite's writers wait on the write gate, as for batches), commits it, and
-only then marks each request's audit event as recorded, so a request whose group failed
-leaves no success and gets a clean 503.
+One per app (``app.state.single_checks``). Requests that arrive together are issued as
+one group: one read, one charge to the limiter, one write, then each request is marked
+recorded (its audit event is written), so a request whose group failed leaves no success
+and gets a clean 503.
+
+On PostgreSQL the groups are tasks of the event loop (``loop_coalescer.py``): the read and
+the write on the loop's own connections (``service.db.async_pg``), the limiter's round
+trip awaited; a group lets the next one form once it is read and decided, before its
+write. On SQLite they run on the coalescer's worker thread (``coalescer.py``), which reads
+and decides, lets the next group form, then writes in one transaction behind the write
+gate (SQLite's one writer, as for batches).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -18,6 +24,7 @@ from typing import Any
 from auth.principal import Principal
 from service.credit_checks.coalescer import Coalescer
 from service.credit_checks.issuing import Issuer
+from service.credit_checks.loop_coalescer import Formed, LoopCoalescer
 from service.credit_checks.receipt import ReceiptSigner
 from service.credit_checks.runner import check_runner
 from service.credit_checks.single import (
@@ -26,14 +33,17 @@ from service.credit_checks.single import (
     IssuerFor,
     forget_issued,
     issue_group,
+    issue_group_async,
     mark_recorded,
     store_group,
+    store_group_async,
 )
+from service.db.async_pg import AsyncConnections
 from service.db.engine import is_sqlite
 from service.db.round_trips import without_transaction
 from service.policy.cache import policy_cache
 from service.problems import ProblemError
-from service.ratelimit.charging import ChargeOutcome, charge_each
+from service.ratelimit.charging import ChargeOutcome, charge_each, charge_each_async
 from service.state import state_singleton
 from service.usage.plans import rate_plans
 
@@ -43,10 +53,12 @@ SQLITE_WORKERS = 1
 """SQLite has one writer. (Handling groups on the event loop itself, without a thread, was
 measured too: no better within the noise, and the loop would block on the write gate.)"""
 SERVER_DB_WORKERS = 3
-"""Groups form one at a time (the coalescer's handoff, once a group is read and decided):
-while one is being formed, two others can be writing and committing. Against two threads
-that each took a group whenever idle, groups are larger and cost less CPU per check
-(bench/RESULTS.md, sixth pass)."""
+"""On a server database, when the event loop cannot have the groups (another loop than
+the one they belong to): one group forms while two others write (bench/RESULTS.md, sixth
+pass)."""
+LOOP_GROUPS = 3
+"""Groups in progress at once per event loop, each with a connection of its own: one
+forming, two writing (as the threads were; bench/RESULTS.md, ninth pass)."""
 MAX_GROUP = 128
 
 
@@ -60,12 +72,28 @@ class SingleChecks:
             max_group=MAX_GROUP,
             name="credit-checks",
         )
+        self._on_loop: _LoopGroups | None = None
 
     async def submit(self, request: CheckRequest) -> CheckResult:
-        return await self._coalescer.submit(request)
+        if self._one_writer:
+            return await self._coalescer.submit(request)
+        loop = asyncio.get_running_loop()
+        if self._on_loop is None:
+            self._on_loop = _LoopGroups(self._state, loop)
+        if self._on_loop.loop is not loop:
+            # Only a second event loop in one app (a test's, say) gets here.
+            return await self._coalescer.submit(request)
+        return await self._on_loop.groups.submit(request)
 
     def stop(self) -> None:
         self._coalescer.stop()
+
+    async def stop_on_loop(self) -> None:
+        """On the app's event loop, at shutdown: the groups in progress finish, then the
+        loop's connections close."""
+        on_loop = self._on_loop
+        if on_loop is not None and on_loop.loop is asyncio.get_running_loop():
+            await on_loop.stop()
 
     def _issue(self, requests: list[CheckRequest]) -> list[CheckResult]:
         state = self._state
@@ -107,6 +135,50 @@ class SingleChecks:
         return group.results
 
 
+class _LoopGroups:
+    """The groups of one event loop, on PostgreSQL (see the module docstring)."""
+
+    def __init__(self, state: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._state = state
+        self._connections = AsyncConnections(state.engine.url, LOOP_GROUPS)
+        self.groups: LoopCoalescer[CheckRequest, CheckResult] = LoopCoalescer(
+            self._issue, concurrency=LOOP_GROUPS, max_group=MAX_GROUP, name="credit-checks"
+        )
+
+    async def stop(self) -> None:
+        try:
+            await self.groups.stop()
+        finally:
+            await self._connections.close()
+
+    async def _issue(self, requests: list[CheckRequest], formed: Formed) -> list[CheckResult]:
+        state = self._state
+        now = datetime.now(UTC)
+        issuer_for = issuers(state)
+        plans = rate_plans(state).get
+
+        async def charge(principals: Sequence[Principal]) -> list[ChargeOutcome]:
+            clients = [(p.client_id, p.rate_plan) for p in principals]
+            return await charge_each_async(state.limiter, plans, clients)
+
+        committed = False
+        try:
+            async with self._connections.connection() as connection:
+                group = await issue_group_async(
+                    connection, state.engine.dialect, requests, issuer_for, charge, now
+                )
+                formed()
+                await store_group_async(connection, group)
+            committed = True
+            mark_recorded(requests, group)
+        except BaseException:
+            if not committed:
+                forget_issued(requests)
+            raise
+        return group.results
+
+
 def issuers(state: Any) -> IssuerFor:
     """Issuers under the current signing key and policy, read once (for a request or a
     group); no usable signing key is ``503`` for each check asked of them."""
@@ -141,6 +213,9 @@ def single_checks(state: Any) -> SingleChecks:
         stoppers = getattr(state, "background_stoppers", None)
         if stoppers is not None:
             stoppers.append(service.stop)
+        loop_stoppers = getattr(state, "loop_stoppers", None)
+        if loop_stoppers is not None:
+            loop_stoppers.append(service.stop_on_loop)
         return service
 
     return state_singleton(state, "single_checks", build)

@@ -27,8 +27,10 @@ from operator import itemgetter
 from typing import Any
 
 import orjson
+import psycopg
 from sqlalchemy import JSON, Connection, Dialect, Integer, Table
 
+from service.db import async_pg
 from service.db.base import UTCDateTime
 
 Convert = Callable[[Any], Any]
@@ -210,9 +212,28 @@ def run_as_one_statement(connection: Connection, inserts: Sequence[PreparedInser
         for insert in present:
             insert.run(connection)
         return
+    connection.exec_driver_sql(*_one_statement(present))
+
+
+async def run_as_one_statement_async(
+    connection: psycopg.AsyncConnection[Any], inserts: Sequence[PreparedInsert]
+) -> None:
+    """:func:`run_as_one_statement` on an autocommit PostgreSQL connection of the event
+    loop (``service.db.async_pg``): one statement, its own transaction."""
+    present = [insert for insert in inserts if insert.sql is not None]
+    if not present:
+        return
+    if any(insert.dialect != "postgresql" for insert in present):
+        raise ValueError("prepared for another database than PostgreSQL")
+    await async_pg.execute(connection, *_one_statement(present))
+
+
+def _one_statement(present: Sequence[PreparedInsert]) -> tuple[str, tuple[Any, ...]]:
+    """PostgreSQL inserts prepared with JSON rows, as one statement and its parameters."""
     clauses = ", ".join(f"inserted_{n} AS ({insert.sql})" for n, insert in enumerate(present[:-1]))
     parameters: list[Any] = []
     for insert in present:
         assert isinstance(insert.parameters, tuple)  # its JSON rows (and text arrays)
         parameters.extend(insert.parameters)
-    connection.exec_driver_sql(f"WITH {clauses} {present[-1].sql}", tuple(parameters))
+    sql = f"WITH {clauses} {present[-1].sql}" if clauses else str(present[-1].sql)
+    return sql, tuple(parameters)

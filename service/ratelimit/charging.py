@@ -77,31 +77,64 @@ def charge_each(
 ) -> list[ChargeOutcome]:
     """One check charged to each ``(client_id, plan name)``, in order, with one call to the
     limiter (one Redis round trip): what :meth:`RateGate.charge` answers for each."""
-    outcomes: list[ChargeOutcome] = [{} for _ in clients]
-    charged: list[tuple[int, RatePlan]] = []
-    charges: list[Charge] = []
-    for index, (client_id, plan_name) in enumerate(clients):
-        try:
-            plan = plans(plan_name)
-        except ProblemError as problem:  # a stored plan that cannot be used (503)
-            outcomes[index] = problem
-            continue
-        charged.append((index, plan))
-        charges.append((client_key(client_id), plan, 1))
-    if not charges:
-        return outcomes
+    each = _EachCharge(plans, clients)
+    if not each.charges:
+        return each.outcomes
     try:
-        decisions = limiter.acquire_many(charges)
+        decisions = limiter.acquire_many(each.charges)
     except LimiterUnavailable:
-        for index, _ in charged:
-            outcomes[index] = unavailable()
-        return outcomes
-    for (index, plan), decision in zip(charged, decisions, strict=True):
-        try:
-            outcomes[index] = admitted(plan, plan, decision)
-        except ProblemError as refusal:
-            outcomes[index] = refusal
-    return outcomes
+        return each.unavailable()
+    return each.decided(decisions)
+
+
+async def charge_each_async(
+    limiter: Limiter, plans: Callable[[str], RatePlan], clients: Sequence[tuple[str, str]]
+) -> list[ChargeOutcome]:
+    """:func:`charge_each`, with the limiter's round trip awaited on the running event
+    loop when the limiter can (``acquire_many_async``; an in-process limiter answers at
+    once)."""
+    each = _EachCharge(plans, clients)
+    if not each.charges:
+        return each.outcomes
+    acquire_many_async = getattr(limiter, "acquire_many_async", None)
+    try:
+        if acquire_many_async is None:
+            decisions = limiter.acquire_many(each.charges)
+        else:
+            decisions = await acquire_many_async(each.charges)
+    except LimiterUnavailable:
+        return each.unavailable()
+    return each.decided(decisions)
+
+
+class _EachCharge:
+    """The limiter's charges for :func:`charge_each`, and its outcomes once decided."""
+
+    def __init__(self, plans: Callable[[str], RatePlan], clients: Sequence[tuple[str, str]]):
+        self.outcomes: list[ChargeOutcome] = [{} for _ in clients]
+        self.charged: list[tuple[int, RatePlan]] = []
+        self.charges: list[Charge] = []
+        for index, (client_id, plan_name) in enumerate(clients):
+            try:
+                plan = plans(plan_name)
+            except ProblemError as problem:  # a stored plan that cannot be used (503)
+                self.outcomes[index] = problem
+                continue
+            self.charged.append((index, plan))
+            self.charges.append((client_key(client_id), plan, 1))
+
+    def unavailable(self) -> list[ChargeOutcome]:
+        for index, _ in self.charged:
+            self.outcomes[index] = unavailable()
+        return self.outcomes
+
+    def decided(self, decisions: Sequence[Decision]) -> list[ChargeOutcome]:
+        for (index, plan), decision in zip(self.charged, decisions, strict=True):
+            try:
+                self.outcomes[index] = admitted(plan, plan, decision)
+            except ProblemError as refusal:
+                self.outcomes[index] = refusal
+        return self.outcomes
 
 
 @dataclass(frozen=True, slots=True)

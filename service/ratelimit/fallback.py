@@ -110,27 +110,50 @@ class FallbackLimiter:
     def acquire_many(self, charges: Sequence[Charge]) -> list[Decision]:
         """All charges from the shared limiter in one round trip, or each from the local
         share while it is down (as :meth:`acquire` would)."""
-        for _, plan, cost in charges:
-            check_cost(plan, cost)
-        if not charges:  # nothing to ask: no probe of the shared limiter either
-            return []
-        if self._should_try_primary():
+        if self._ask_primary_for(charges):
             each = getattr(self._primary, "acquire_many_each", None)
             try:
                 outcomes = each(charges) if each else self._primary.acquire_many(charges)
             except LimiterUnavailable:
                 self._mark_down()
             else:
-                self._mark_up()
-                # A charge the shared limiter refused to run (an error on its key alone)
-                # goes to the local share; the others were charged there, and only there.
-                return [
-                    self._acquire_locally(key, plan, cost)
-                    if isinstance(outcome, LimiterUnavailable)
-                    else outcome
-                    for (key, plan, cost), outcome in zip(charges, outcomes, strict=True)
-                ]
+                return self._answered(charges, outcomes)
         return [self.acquire(key, plan, cost) for key, plan, cost in charges]
+
+    async def acquire_many_async(self, charges: Sequence[Charge]) -> list[Decision]:
+        """:meth:`acquire_many` with the shared limiter's round trip awaited on the running
+        event loop (when it can: ``acquire_many_each_async``), the same decisions."""
+        each = getattr(self._primary, "acquire_many_each_async", None)
+        if each is None:
+            return self.acquire_many(charges)
+        if self._ask_primary_for(charges):
+            try:
+                outcomes = await each(charges)
+            except LimiterUnavailable:
+                self._mark_down()
+            else:
+                return self._answered(charges, outcomes)
+        return [self.acquire(key, plan, cost) for key, plan, cost in charges]
+
+    def _ask_primary_for(self, charges: Sequence[Charge]) -> bool:
+        """Whether to send ``charges`` to the shared limiter (never with nothing to ask:
+        no probe either); a cost no plan admits is refused first."""
+        for _, plan, cost in charges:
+            check_cost(plan, cost)
+        return bool(charges) and self._should_try_primary()
+
+    def _answered(
+        self, charges: Sequence[Charge], outcomes: Sequence[Decision | LimiterUnavailable]
+    ) -> list[Decision]:
+        """The shared limiter answered: a charge it refused to run (an error on its key
+        alone) goes to the local share; the others were charged there, and only there."""
+        self._mark_up()
+        return [
+            self._acquire_locally(key, plan, cost)
+            if isinstance(outcome, LimiterUnavailable)
+            else outcome
+            for (key, plan, cost), outcome in zip(charges, outcomes, strict=True)
+        ]
 
     def peek(self, key: str, plan: RatePlan) -> Decision:
         if self._should_try_primary():
@@ -153,6 +176,12 @@ class FallbackLimiter:
             self._primary.close()
         finally:
             self._local.close()
+
+    async def aclose(self) -> None:
+        """Release what the shared limiter holds on the running event loop."""
+        aclose = getattr(self._primary, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
     def _should_try_primary(self) -> bool:
         with self._lock:

@@ -13,11 +13,14 @@ Needs Redis >= 5 (effects replication by default, so calling TIME before a write
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
+import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
@@ -172,12 +175,15 @@ class RedisLimiter:
         *,
         prefix: str = KEY_PREFIX,
         close_client: bool = False,
+        async_client: Callable[[], redis.asyncio.Redis] | None = None,
     ) -> None:
         self._redis = redis_client
         self._prefix = prefix
         self._close_client = close_client
         self._sha = _sha1(GCRA_LUA)
         self._many_sha = _sha1(GCRA_MANY_LUA)
+        self._make_async_client = async_client
+        self._async_client: tuple[asyncio.AbstractEventLoop, redis.asyncio.Redis] | None = None
 
     @classmethod
     def from_url(
@@ -203,7 +209,17 @@ class RedisLimiter:
             retry=Retry(NoBackoff(), 0),
             max_connections=max_connections,
         )
-        return cls(client, close_client=True)
+
+        def async_client() -> redis.asyncio.Redis:
+            return redis.asyncio.Redis.from_url(
+                url,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=connect_timeout,
+                retry=AsyncRetry(NoBackoff(), 0),
+                max_connections=max_connections,
+            )
+
+        return cls(client, close_client=True, async_client=async_client)
 
     def redis_key(self, key: str) -> str:
         """The Redis key holding ``key``'s state."""
@@ -225,6 +241,12 @@ class RedisLimiter:
     def close(self) -> None:
         if self._close_client:
             self._redis.close()
+
+    async def aclose(self) -> None:
+        """Close the event loop's client (:meth:`acquire_many_each_async`), on that loop."""
+        bound, self._async_client = self._async_client, None
+        if bound is not None and bound[0] is asyncio.get_running_loop():
+            await bound[1].aclose()
 
     def acquire_many(self, charges: Sequence[Charge]) -> list[Decision]:
         """Every charge in one round trip, in order, as one atomic script;
@@ -248,25 +270,35 @@ class RedisLimiter:
         against 16-22 µs in Redis). Its keys are those of several clients: on a Redis
         Cluster they would have to share a slot; the service runs against one Redis server.
         """
-        for _, plan, cost in charges:
-            check_cost(plan, cost)
         if not charges:
             return []
+        keys, args = self._many_command(charges)
+        reply = self._eval(GCRA_MANY_LUA, self._many_sha, keys, args)
+        return _many_outcomes(charges, reply)
+
+    async def acquire_many_each_async(
+        self, charges: Sequence[Charge]
+    ) -> list[Decision | LimiterUnavailable]:
+        """:meth:`acquire_many_each` on the running event loop: the same script and reply,
+        with the round trip awaited (a client per event loop, made on first use). A limiter
+        built without an asynchronous client makes the synchronous call."""
+        if self._make_async_client is None:
+            return self.acquire_many_each(charges)
+        if not charges:
+            return []
+        keys, args = self._many_command(charges)
+        reply = await self._eval_async(GCRA_MANY_LUA, self._many_sha, keys, args)
+        return _many_outcomes(charges, reply)
+
+    def _many_command(self, charges: Sequence[Charge]) -> tuple[list[str], list[int]]:
+        """The keys and arguments of the one script that runs ``charges``."""
+        for _, plan, cost in charges:
+            check_cost(plan, cost)
         keys = [self.redis_key(key) for key, _, _ in charges]
         args: list[int] = [SHANGHAI_UTC_OFFSET_SECONDS, DAY_SECONDS]
         for _, plan, cost in charges:
             args += (plan.emission_interval_us, plan.burst, plan.daily_quota, cost)
-        reply = self._eval(GCRA_MANY_LUA, self._many_sha, keys, args)
-        if not isinstance(reply, list) or len(reply) != REPLY_FIELDS * len(charges):
-            raise LimiterUnavailable("redis: unexpected reply to the charges")
-        outcomes: list[Decision | LimiterUnavailable] = []
-        for index, (_, plan, _) in enumerate(charges):
-            fields = reply[index * REPLY_FIELDS : (index + 1) * REPLY_FIELDS]
-            if int(fields[1]) == ERROR_REASON:
-                outcomes.append(LimiterUnavailable("redis: the key holds another type"))
-            else:
-                outcomes.append(_decision(plan, fields))
-        return outcomes
+        return keys, args
 
     def _run(self, key: str, plan: RatePlan, cost: int, *, peek: bool) -> Decision:
         reply = self._eval(
@@ -289,6 +321,46 @@ class RedisLimiter:
                 return self._redis.evalsha(sha, len(keys), *keys, *args)
         except RedisError as exc:
             raise LimiterUnavailable(f"redis: {exc}") from exc
+
+    async def _eval_async(
+        self, script: str, sha: str, keys: Sequence[str], args: Sequence[int]
+    ) -> Any:
+        """:meth:`_eval` on the event loop's client."""
+        client = self._client_for_loop()
+        try:
+            try:
+                return await client.evalsha(sha, len(keys), *keys, *args)
+            except NoScriptError:
+                loaded = await client.script_load(script)
+                if loaded != sha:
+                    raise LimiterUnavailable(f"script SHA mismatch: {loaded!r}") from None
+                return await client.evalsha(sha, len(keys), *keys, *args)
+        except RedisError as exc:
+            raise LimiterUnavailable(f"redis: {exc}") from exc
+
+    def _client_for_loop(self) -> redis.asyncio.Redis:
+        """The running loop's client: an asyncio client's connections belong to the loop
+        that opened them (one per worker process when served; a test may run several)."""
+        loop = asyncio.get_running_loop()
+        bound = self._async_client
+        if bound is None or bound[0] is not loop:
+            assert self._make_async_client is not None
+            bound = self._async_client = (loop, self._make_async_client())
+        return bound[1]
+
+
+def _many_outcomes(charges: Sequence[Charge], reply: Any) -> list[Decision | LimiterUnavailable]:
+    """Each charge's decision from the script's reply, or its own failure."""
+    if not isinstance(reply, list) or len(reply) != REPLY_FIELDS * len(charges):
+        raise LimiterUnavailable("redis: unexpected reply to the charges")
+    outcomes: list[Decision | LimiterUnavailable] = []
+    for index, (_, plan, _) in enumerate(charges):
+        fields = reply[index * REPLY_FIELDS : (index + 1) * REPLY_FIELDS]
+        if int(fields[1]) == ERROR_REASON:
+            outcomes.append(LimiterUnavailable("redis: the key holds another type"))
+        else:
+            outcomes.append(_decision(plan, fields))
+    return outcomes
 
 
 def _sha1(script: str) -> str:

@@ -1,0 +1,113 @@
+"""A few PostgreSQL connections of the event loop, for the single checks' groups.
+
+Single checks are issued in groups (``service.credit_checks.single_service``). On
+PostgreSQL a group's two statements (the read, then the write as one statement) run on
+the event loop itself, awaited, instead of on worker threads: no thread hand-off and no
+contention for the GIL per request, and the loop goes on serving while a group waits on
+the server (bench/RESULTS.md, the ninth pass). The rest of the app keeps the synchronous
+engine; these connections are psycopg's own, in autocommit mode (each statement its own
+transaction, as ``round_trips.without_transaction`` makes the threads' connections), with
+the engine's address and connect timeout.
+
+A driver error is raised as SQLAlchemy's (``DBAPIError.instance``), which the handlers
+answer as every database failure (``503``); the connection it happened on is closed, never
+reused, so a server restart costs the groups in flight and nothing more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, StatementError
+
+CONNECT_TIMEOUT_SECONDS = 5
+MAX_AGE_SECONDS = 1800.0
+"""As the engine's ``pool_recycle``: a connection is closed after this long, not reused."""
+
+
+class AsyncConnections:
+    """At most ``size`` autocommit connections, opened on first need and kept for reuse.
+
+    For one event loop (psycopg's asynchronous connections wait on the loop that runs
+    them); :meth:`close` on that loop closes them. A checkout waits while all are in use.
+    """
+
+    def __init__(self, url: URL, size: int, *, max_age: float = MAX_AGE_SECONDS) -> None:
+        if size < 1:
+            raise ValueError("size must be >= 1")
+        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[tuple[float, psycopg.AsyncConnection[Any]]] = []
+        self._max_age = max_age
+        self._closed = False
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A connection for the block; closed instead of kept if the block raised."""
+        async with self._slots:
+            if self._closed:
+                raise RuntimeError("the connections are closed")
+            opened, connection = self._idle.pop() if self._idle else await self._connect()
+            try:
+                yield connection
+            except BaseException:
+                await _close_quietly(connection)
+                raise
+            if self._closed or time.monotonic() - opened > self._max_age or connection.broken:
+                await _close_quietly(connection)
+            else:
+                self._idle.append((opened, connection))
+
+    async def close(self) -> None:
+        """Close the idle connections; those in use are closed when they come back."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for _, connection in idle:
+            await _close_quietly(connection)
+
+    async def _connect(self) -> tuple[float, psycopg.AsyncConnection[Any]]:
+        try:
+            connection = await psycopg.AsyncConnection.connect(
+                self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
+            )
+        except psycopg.Error as exc:
+            raise DBAPIError.instance(None, None, exc, psycopg.Error) from exc
+        return time.monotonic(), connection
+
+
+async def fetch_all(
+    connection: psycopg.AsyncConnection[Any], sql: str, parameters: Any
+) -> list[tuple[Any, ...]]:
+    """The rows of one statement."""
+    try:
+        cursor = await connection.execute(sql, parameters)
+        return await cursor.fetchall()
+    except psycopg.Error as exc:
+        raise _sqlalchemy_error(connection, sql, parameters, exc) from exc
+
+
+async def execute(connection: psycopg.AsyncConnection[Any], sql: str, parameters: Any) -> None:
+    """One statement, its result unread (on an autocommit connection, committed)."""
+    try:
+        await connection.execute(sql, parameters)
+    except psycopg.Error as exc:
+        raise _sqlalchemy_error(connection, sql, parameters, exc) from exc
+
+
+def _sqlalchemy_error(
+    connection: psycopg.AsyncConnection[Any], sql: str, parameters: Any, exc: psycopg.Error
+) -> StatementError:
+    return DBAPIError.instance(
+        sql, parameters, exc, psycopg.Error, connection_invalidated=connection.broken
+    )
+
+
+async def _close_quietly(connection: psycopg.AsyncConnection[Any]) -> None:
+    with suppress(psycopg.Error):  # already gone
+        await connection.close()
