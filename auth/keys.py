@@ -74,6 +74,10 @@ class KeyStore:
             view = self._view
         return view
 
+    def is_fresh(self) -> bool:
+        """Whether :meth:`view` would answer without reloading from the database."""
+        return self._clock() - self._view.loaded_at <= REFRESH_SECONDS
+
     def view_with(self, kid: str) -> KeyView | None:
         """A view that knows token key ``kid``, reloading early if this process has not
         loaded it yet (another process, or another API worker, made it moments ago: a

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -93,6 +94,7 @@ class SingleChecks:
         loop's connections close."""
         on_loop = self._on_loop
         if on_loop is not None and on_loop.loop is asyncio.get_running_loop():
+            self._on_loop = None  # an app served again, on another loop, gets its own
             await on_loop.stop()
 
     def _issue(self, requests: list[CheckRequest]) -> list[CheckResult]:
@@ -154,6 +156,11 @@ class _LoopGroups:
 
     async def _issue(self, requests: list[CheckRequest], formed: Formed) -> list[CheckResult]:
         state = self._state
+        plan_names = {request.principal.rate_plan for request in requests}
+        if not _cached(state, plan_names):
+            # Reloading a cache reads the database through the engine: on a thread, so
+            # that a slow or unreachable server never blocks the loop (once a second).
+            await asyncio.to_thread(_reload, state, plan_names)
         now = datetime.now(UTC)
         issuer_for = issuers(state)
         plans = rate_plans(state).get
@@ -177,6 +184,27 @@ class _LoopGroups:
                 forget_issued(requests)
             raise
         return group.results
+
+
+def _cached(state: Any, plan_names: set[str]) -> bool:
+    """Whether a group's signing key, policy and rate plans are at hand without a read."""
+    plans = rate_plans(state)
+    return (
+        state.key_store.is_fresh()
+        and policy_cache(state).is_fresh()
+        and all(plans.is_fresh(name) for name in plan_names)
+    )
+
+
+def _reload(state: Any, plan_names: set[str]) -> None:
+    """Refresh what :func:`_cached` found stale. A plan that cannot be used is left for the
+    group to refuse (its requests' 503); a database error fails the group, as it would."""
+    state.key_store.view()
+    policy_cache(state).current()
+    plans = rate_plans(state)
+    for name in plan_names:
+        with suppress(ProblemError):
+            plans.get(name)
 
 
 def issuers(state: Any) -> IssuerFor:

@@ -79,6 +79,10 @@ class PolicyCache:
                 return self._snapshot
             return self._reload()
 
+    def is_fresh(self) -> bool:
+        """Whether :meth:`current` would answer without asking the database."""
+        return self._snapshot is not None and self._clock() < self._fresh_until
+
     def invalidate(self) -> None:
         """Forget freshness: the next caller re-reads the version (after a local PUT)."""
         self._fresh_until = float("-inf")

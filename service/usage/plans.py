@@ -61,6 +61,11 @@ class RatePlanCache:
             self._plans[name] = (plan, self._clock() + self._ttl)
         return plan
 
+    def is_fresh(self, name: str) -> bool:
+        """Whether :meth:`get` would answer ``name`` without asking the database."""
+        cached = self._plans.get(name)
+        return cached is not None and self._clock() < cached[1]
+
     def invalidate(self) -> None:
         with self._lock:
             self._plans.clear()
