@@ -68,8 +68,9 @@ class LoopCoalescer(Generic[Req, Res]):
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Refuse new requests, handle those already waiting, and wait for the groups in
-        progress (graceful shutdown); after ``timeout`` seconds, whoever still waits gets
-        :class:`CoalescerStopped`."""
+        progress (graceful shutdown); after ``timeout`` seconds, whoever still waits for a
+        group gets :class:`CoalescerStopped` (a group in progress answers its own requests
+        when it ends: it may still commit)."""
         self._stopped = True
         deadline = asyncio.get_running_loop().time() + timeout
         while self._turns:
@@ -109,8 +110,14 @@ class LoopCoalescer(Generic[Req, Res]):
                     deliver(group, results, None)
         except Exception as exc:  # every waiter of the group gets it; the loop goes on
             deliver(group, None, exc)
-        except BaseException:  # cancelled (the loop is shutting down): nobody is left waiting
-            deliver(group, None, CoalescerStopped(self._name))
+            formed()
+        except BaseException:
+            # Cancelled: the loop is shutting down without stop(). No group is started
+            # any more; whoever waits is told so.
+            if forming:
+                forming = self._forming = False
+            waiting, self._waiting = self._waiting, []
+            deliver(group + waiting, None, CoalescerStopped(self._name))
             raise
-        finally:
+        else:
             formed()
