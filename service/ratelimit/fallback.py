@@ -133,7 +133,9 @@ class FallbackLimiter:
                 self._mark_down()
             else:
                 return self._answered(charges, outcomes)
-        return [self.acquire(key, plan, cost) for key, plan, cost in charges]
+        # Locally, without :meth:`acquire`'s probe of the shared limiter per charge: that
+        # would be a blocking round trip on the loop (the next group probes, awaited).
+        return [self._acquire_locally(key, plan, cost) for key, plan, cost in charges]
 
     def _ask_primary_for(self, charges: Sequence[Charge]) -> bool:
         """Whether to send ``charges`` to the shared limiter (never with nothing to ask:

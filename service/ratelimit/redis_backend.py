@@ -251,12 +251,12 @@ class RedisLimiter:
     def acquire_many(self, charges: Sequence[Charge]) -> list[Decision]:
         """Every charge in one round trip, in order, as one atomic script;
         :class:`LimiterUnavailable` if any of them could not be run."""
-        decisions: list[Decision] = []
-        for outcome in self.acquire_many_each(charges):
-            if isinstance(outcome, LimiterUnavailable):
-                raise outcome
-            decisions.append(outcome)
-        return decisions
+        return _all_decided(self.acquire_many_each(charges))
+
+    async def acquire_many_async(self, charges: Sequence[Charge]) -> list[Decision]:
+        """:meth:`acquire_many` with the round trip awaited (see
+        :meth:`acquire_many_each_async`)."""
+        return _all_decided(await self.acquire_many_each_async(charges))
 
     def acquire_many_each(self, charges: Sequence[Charge]) -> list[Decision | LimiterUnavailable]:
         """:meth:`acquire_many`, with a charge that failed on its own (its key holds
@@ -347,6 +347,16 @@ class RedisLimiter:
             assert self._make_async_client is not None
             bound = self._async_client = (loop, self._make_async_client())
         return bound[1]
+
+
+def _all_decided(outcomes: Sequence[Decision | LimiterUnavailable]) -> list[Decision]:
+    """The decisions, or the first charge's failure raised."""
+    decisions: list[Decision] = []
+    for outcome in outcomes:
+        if isinstance(outcome, LimiterUnavailable):
+            raise outcome
+        decisions.append(outcome)
+    return decisions
 
 
 def _many_outcomes(charges: Sequence[Charge], reply: Any) -> list[Decision | LimiterUnavailable]:
