@@ -53,7 +53,7 @@ class AsyncConnections:
         async with self._slots:
             if self._closed:
                 raise RuntimeError("the connections are closed")
-            opened, connection = self._idle.pop() if self._idle else await self._connect()
+            opened, connection = await self._checkout()
             try:
                 yield connection
             except BaseException:
@@ -70,6 +70,16 @@ class AsyncConnections:
         idle, self._idle = self._idle, []
         for _, connection in idle:
             await _close_quietly(connection)
+
+    async def _checkout(self) -> tuple[float, psycopg.AsyncConnection[Any]]:
+        """The most recently used idle connection young enough (older ones are closed:
+        a server or firewall may have dropped them while idle), else a new one."""
+        while self._idle:
+            opened, connection = self._idle.pop()
+            if time.monotonic() - opened <= self._max_age and not connection.broken:
+                return opened, connection
+            await _close_quietly(connection)
+        return await self._connect()
 
     async def _connect(self) -> tuple[float, psycopg.AsyncConnection[Any]]:
         try:

@@ -56,7 +56,8 @@ def test_a_stale_cache_is_reloaded_on_a_thread_not_on_the_loop(
     policy_cache(app_client.app.state).invalidate()  # type: ignore[attr-defined]
 
     assert _check(app_client, factory, headers) == 201
-    assert threads["reload"] and threads["issue"]
+    assert threads["reload"]
+    assert threads["issue"]
     loop_thread = threads["issue"][0]
     assert all(thread is not loop_thread for thread in threads["reload"])
 
