@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -55,6 +56,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             runtime.directory.start()
             for start in app.state.background_starters:
                 start()
+            # What is bound to an event loop (the single checks' groups, their connections)
+            # belongs to this one, which serves the app and runs its shutdown.
+            app.state.serving_loop = asyncio.get_running_loop()
         except BaseException:
             for stop in app.state.background_stoppers:
                 stop()
@@ -66,6 +70,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             try:
                 # What belongs to the serving event loop first, on it: its groups finish
                 # and its connections close.
+                app.state.serving_loop = None
                 for stop_on_loop in app.state.loop_stoppers:
                     await stop_on_loop()
                 await runtime.aclose()
@@ -105,6 +110,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     state.background_starters = []
     state.background_stoppers = []
     state.loop_stoppers = []
+    state.serving_loop = None
     state.readiness = Readiness(runtime)
     install_audit(state, runtime)
 

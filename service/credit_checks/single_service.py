@@ -79,11 +79,12 @@ class SingleChecks:
         if self._one_writer:
             return await self._coalescer.submit(request)
         loop = asyncio.get_running_loop()
-        if self._on_loop is None:
-            self._on_loop = _LoopGroups(self._state, loop)
-        if self._on_loop.loop is not loop:
-            # Only a second event loop in one app (a test's, say) gets here.
+        if loop is not getattr(self._state, "serving_loop", None):
+            # Not the loop that serves the app (and will close what is bound to it): a
+            # test's own, or an app served without its lifespan.
             return await self._coalescer.submit(request)
+        if self._on_loop is None or self._on_loop.loop is not loop:
+            self._on_loop = _LoopGroups(self._state, loop)
         return await self._on_loop.groups.submit(request)
 
     def stop(self) -> None:
