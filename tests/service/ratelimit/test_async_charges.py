@@ -34,6 +34,7 @@ from service.ratelimit import (
 )
 from service.ratelimit.base import Charge
 from service.ratelimit.charging import ChargeOutcome, charge_each, charge_each_async, client_key
+from tests.service.ratelimit.test_memory import FakeClock
 
 T = TypeVar("T")
 
@@ -73,17 +74,6 @@ def plan_named(name: str) -> RatePlan:
         return PLANS[name]
     except KeyError:
         raise ProblemError("service-unavailable") from None
-
-
-class FakeClock:
-    def __init__(self, start: float) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class AsyncFlakyPrimary:
