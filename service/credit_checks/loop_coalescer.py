@@ -118,10 +118,12 @@ class LoopCoalescer(Generic[Req, Res]):
             formed()
         except BaseException:
             # Cancelled: the loop is shutting down without stop(). No group is started
-            # any more; whoever waits is told so.
+            # any more; whoever waits for this turn's forming is told so (once formed,
+            # they are the next turn's).
+            waiting: list[Waiting[Req, Res]] = []
             if forming:
                 forming = self._forming = False
-            waiting, self._waiting = self._waiting, []
+                waiting, self._waiting = self._waiting, []
             deliver(group + waiting, None, CoalescerStopped(self._name))
             raise
         else:

@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from contextlib import suppress
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from auth.principal import Principal
-from service.credit_checks.coalescer import Coalescer
+from service.credit_checks.coalescer import Coalescer, CoalescerStopped
 from service.credit_checks.issuing import Issuer
 from service.credit_checks.loop_coalescer import Formed, LoopCoalescer
 from service.credit_checks.receipt import ReceiptSigner
@@ -39,12 +38,13 @@ from service.credit_checks.single import (
     store_group,
     store_group_async,
 )
-from service.db.async_pg import AsyncConnections
+from service.db.async_pg import AsyncConnections, ConnectionsClosed
 from service.db.engine import is_sqlite
 from service.db.round_trips import without_transaction
 from service.policy.cache import policy_cache
 from service.problems import ProblemError
 from service.ratelimit.charging import ChargeOutcome, charge_each, charge_each_async
+from service.ratelimit.plans import RatePlan
 from service.state import state_singleton
 from service.usage.plans import rate_plans
 
@@ -76,6 +76,13 @@ class SingleChecks:
         self._on_loop: _LoopGroups | None = None
 
     async def submit(self, request: CheckRequest) -> CheckResult:
+        """The request's answer; ``503`` once the service is shutting down."""
+        try:
+            return await self._submit(request)
+        except (CoalescerStopped, ConnectionsClosed):
+            raise ProblemError("service-unavailable") from None
+
+    async def _submit(self, request: CheckRequest) -> CheckResult:
         if self._one_writer:
             return await self._coalescer.submit(request)
         loop = asyncio.get_running_loop()
@@ -158,13 +165,13 @@ class _LoopGroups:
     async def _issue(self, requests: list[CheckRequest], formed: Formed) -> list[CheckResult]:
         state = self._state
         plan_names = {request.principal.rate_plan for request in requests}
-        if not _cached(state, plan_names):
+        if _cached(state, plan_names):
+            issuer_for, plans = _context(state, plan_names)
+        else:
             # Reloading a cache reads the database through the engine: on a thread, so
             # that a slow or unreachable server never blocks the loop (once a second).
-            await asyncio.to_thread(_reload, state, plan_names)
+            issuer_for, plans = await asyncio.to_thread(_context, state, plan_names)
         now = datetime.now(UTC)
-        issuer_for = issuers(state)
-        plans = rate_plans(state).get
 
         async def charge(principals: Sequence[Principal]) -> list[ChargeOutcome]:
             clients = [(p.client_id, p.rate_plan) for p in principals]
@@ -178,7 +185,7 @@ class _LoopGroups:
                 )
                 formed()
                 await store_group_async(connection, group)
-            committed = True
+                committed = True
             mark_recorded(requests, group)
         except BaseException:
             if not committed:
@@ -197,15 +204,29 @@ def _cached(state: Any, plan_names: set[str]) -> bool:
     )
 
 
-def _reload(state: Any, plan_names: set[str]) -> None:
-    """Refresh what :func:`_cached` found stale. A plan that cannot be used is left for the
-    group to refuse (its requests' 503); a database error fails the group, as it would."""
-    state.key_store.view()
-    policy_cache(state).current()
-    plans = rate_plans(state)
+def _context(state: Any, plan_names: set[str]) -> tuple[IssuerFor, Callable[[str], RatePlan]]:
+    """Everything a group needs from the caches, resolved at once, before its first await
+    (a cache that expired during the group's read would otherwise read the database on
+    the loop): its issuers, and its clients' rate plans, each a plan or the problem that
+    refuses it (``503``); a database error fails the group, as it would."""
+    issuer_for = issuers(state)
+    cache = rate_plans(state)
+    resolved: dict[str, RatePlan | ProblemError] = {}
     for name in plan_names:
-        with suppress(ProblemError):
-            plans.get(name)
+        try:
+            resolved[name] = cache.get(name)
+        except ProblemError as problem:
+            resolved[name] = problem
+
+    def plan(name: str) -> RatePlan:
+        found = resolved.get(name)
+        if found is None:  # not a plan of this group's clients: never read here
+            raise ProblemError("service-unavailable")
+        if isinstance(found, ProblemError):
+            raise found
+        return found
+
+    return issuer_for, plan
 
 
 def issuers(state: Any) -> IssuerFor:

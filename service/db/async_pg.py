@@ -11,7 +11,9 @@ the engine's address and connect timeout.
 
 A driver error is raised as SQLAlchemy's (``DBAPIError.instance``), which the handlers
 answer as every database failure (``503``); the connection it happened on is closed, never
-reused, so a server restart costs the groups in flight and nothing more.
+reused, and when that connection is found broken (the server restarted, say) the idle ones
+are closed with it, as the engine's pool invalidates itself on a disconnect: a restart
+costs the groups in flight, not one more per idle connection.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ MAX_AGE_SECONDS = 1800.0
 """As the engine's ``pool_recycle``: a connection is closed after this long, not reused."""
 
 
+class ConnectionsClosed(RuntimeError):
+    """A checkout after :meth:`AsyncConnections.close` (the app is shutting down)."""
+
+
 class AsyncConnections:
     """At most ``size`` autocommit connections, opened on first need and kept for reuse.
 
@@ -41,7 +47,10 @@ class AsyncConnections:
     def __init__(self, url: URL, size: int, *, max_age: float = MAX_AGE_SECONDS) -> None:
         if size < 1:
             raise ValueError("size must be >= 1")
-        self._conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        # The engine's own reading of its URL (several hosts, query parameters), so that
+        # these connections go where the engine's do.
+        psycopg_url = url.set(drivername="postgresql+psycopg")
+        _, self._connect_args = psycopg_url.get_dialect()().create_connect_args(psycopg_url)
         self._slots = asyncio.Semaphore(size)
         self._idle: list[tuple[float, psycopg.AsyncConnection[Any]]] = []
         self._max_age = max_age
@@ -52,14 +61,19 @@ class AsyncConnections:
         """A connection for the block; closed instead of kept if the block raised."""
         async with self._slots:
             if self._closed:
-                raise RuntimeError("the connections are closed")
+                raise ConnectionsClosed("the connections are closed")
             opened, connection = await self._checkout()
             try:
                 yield connection
             except BaseException:
                 await _close_quietly(connection)
+                if connection.broken:  # the others are likely gone too
+                    await self._close_idle()
                 raise
-            if self._closed or time.monotonic() - opened > self._max_age or connection.broken:
+            if connection.broken:
+                await _close_quietly(connection)
+                await self._close_idle()
+            elif self._closed or time.monotonic() - opened > self._max_age:
                 await _close_quietly(connection)
             else:
                 self._idle.append((opened, connection))
@@ -67,6 +81,9 @@ class AsyncConnections:
     async def close(self) -> None:
         """Close the idle connections; those in use are closed when they come back."""
         self._closed = True
+        await self._close_idle()
+
+    async def _close_idle(self) -> None:
         idle, self._idle = self._idle, []
         for _, connection in idle:
             await _close_quietly(connection)
@@ -84,7 +101,8 @@ class AsyncConnections:
     async def _connect(self) -> tuple[float, psycopg.AsyncConnection[Any]]:
         try:
             connection = await psycopg.AsyncConnection.connect(
-                self._conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
+                **{**self._connect_args, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
+                autocommit=True,
             )
         except psycopg.Error as exc:
             raise DBAPIError.instance(None, None, exc, psycopg.Error) from exc

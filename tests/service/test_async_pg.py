@@ -209,6 +209,40 @@ def test_a_terminated_backend_fails_its_next_statement_and_the_next_checkout_is_
     assert second != first
 
 
+def test_after_a_restart_one_failure_closes_every_idle_connection(
+    url: URL, observer: psycopg.Connection[Any]
+) -> None:
+    """Three idle connections whose backends are gone (a server restart): the first group
+    to find one broken fails, and the next one works on a fresh connection instead of
+    failing on the next dead one (as the engine's pool invalidates itself)."""
+
+    async def hold(pool: AsyncConnections, ready: asyncio.Event, pids: list[int]) -> None:
+        async with pool.connection() as connection:
+            pids.append(await backend_pid(connection))
+            if len(pids) == 3:
+                ready.set()
+            await ready.wait()
+
+    async def scenario() -> tuple[list[int], list[str]]:
+        async with connections(url, size=3) as pool:
+            ready, pids = asyncio.Event(), []
+            await asyncio.gather(*(hold(pool, ready, pids) for _ in range(3)))
+            terminate(observer, set(pids))
+            outcomes = []
+            for _ in range(3):
+                try:
+                    async with pool.connection() as connection:
+                        await backend_pid(connection)
+                    outcomes.append("ok")
+                except DBAPIError:
+                    outcomes.append("failed")
+            return pids, outcomes
+
+    pids, outcomes = run(scenario())
+    assert len(set(pids)) == 3
+    assert outcomes == ["failed", "ok", "ok"]
+
+
 def test_a_broken_connection_is_not_kept_even_if_its_block_swallowed_the_error(
     url: URL, observer: psycopg.Connection[Any]
 ) -> None:

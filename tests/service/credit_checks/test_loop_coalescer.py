@@ -548,3 +548,36 @@ def test_a_group_cancelled_at_loop_shutdown_starts_no_new_group() -> None:
 
     asyncio.run(main())
     assert recorder.groups == [[0]]
+
+
+def test_a_cancelled_turn_that_had_formed_leaves_the_next_group_alone() -> None:
+    """Only the forming turn owns the requests waiting to form a group: a turn cancelled
+    after ``formed()`` fails its own group, and the next group is still handled."""
+    gate = asyncio.Event()
+
+    async def process(requests: list[str], formed: Callable[[], None]) -> list[str]:
+        formed()
+        if requests[0] == "a":
+            await gate.wait()
+        return [r.upper() for r in requests]
+
+    async def main() -> tuple[BaseException | None, str]:
+        coalescer: LoopCoalescer[str, str] = LoopCoalescer(
+            process, concurrency=1, max_group=8, name="t"
+        )
+        first = asyncio.ensure_future(coalescer.submit("a"))
+        await asyncio.sleep(0.01)  # [a] in progress, formed, holding the only slot
+        turns_of_a = set(coalescer._turns)
+        second = asyncio.ensure_future(coalescer.submit("b"))
+        await asyncio.sleep(0.01)  # the next turn forms, waiting for the slot
+        for turn in turns_of_a:
+            turn.cancel()
+        await asyncio.sleep(0.01)
+        error = first.exception() if first.done() else None
+        answer = await asyncio.wait_for(second, WAIT)
+        await coalescer.stop()
+        return error, answer
+
+    error, answer = asyncio.run(main())
+    assert isinstance(error, CoalescerStopped)
+    assert answer == "B"

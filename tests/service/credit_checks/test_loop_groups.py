@@ -10,7 +10,7 @@ import asyncio
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import psycopg
@@ -19,10 +19,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
 from service.app import create_app
-from service.credit_checks import single_service
-from service.credit_checks.single_service import single_checks
+from service.credit_checks import single as single_module
+from service.credit_checks.single import CheckRequest
+from service.credit_checks.single_service import SingleChecks, single_checks
 from service.policy import cache as policy_cache_module
 from service.policy.cache import policy_cache
+from service.problems import ProblemError
+from service.usage import plans as plans_module
+from service.usage.plans import rate_plans
 from tests.conftest import make_settings
 from tests.fixtures.databases import using_postgres
 from tests.fixtures.factories import Factory
@@ -38,33 +42,49 @@ def _check(http: TestClient, factory: Factory, headers: dict[str, str]) -> int:
     return http.post("/v1/credit-checks", json=body, headers=headers).status_code
 
 
-def test_a_stale_cache_is_reloaded_on_a_thread_not_on_the_loop(
-    app_client: TestClient, monkeypatch: pytest.MonkeyPatch
+def test_stale_caches_are_read_on_a_thread_never_on_the_loop(
+    scratch_database: Any, redis_url: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    factory = Factory(app_client)
-    headers = factory.headers("credit:check")
-    assert _check(app_client, factory, headers) == 201
-    threads: dict[str, list[threading.Thread]] = {"reload": [], "issue": []}
-    read_version = policy_cache_module.repository.current_version
-    make_issuers = single_service.issuers
+    """The policy and the rate plans go stale, and the group's read outlasts the plans'
+    time to live: every database read of the caches happens on a thread, none on the loop
+    (a plan expiring during the read is not read again there)."""
+    app = create_app(make_settings(scratch_database("stale"), redis_url, tmp_path / "d"))
+    with TestClient(app, raise_server_exceptions=False) as http:
+        factory = Factory(http)
+        headers = factory.headers("credit:check")
+        assert _check(http, factory, headers) == 201
+        reads: list[threading.Thread] = []
+        loop_threads: list[threading.Thread] = []
+        read_version = policy_cache_module.repository.current_version
+        read_plan = plans_module.repository.get_plan
+        load = single_module.repository.load_subjects_async
 
-    def recorded_read(session: Any) -> Any:
-        threads["reload"].append(threading.current_thread())
-        return read_version(session)
+        def recorded_version(session: Any) -> Any:
+            reads.append(threading.current_thread())
+            return read_version(session)
 
-    def recorded_issuers(state: Any) -> Any:
-        threads["issue"].append(threading.current_thread())
-        return make_issuers(state)
+        def recorded_plan(session: Any, name: str) -> Any:
+            reads.append(threading.current_thread())
+            return read_plan(session, name)
 
-    monkeypatch.setattr(policy_cache_module.repository, "current_version", recorded_read)
-    monkeypatch.setattr(single_service, "issuers", recorded_issuers)
-    policy_cache(app_client.app.state).invalidate()  # type: ignore[attr-defined]
+        async def slow_load(*args: Any, **kwargs: Any) -> Any:
+            loop_threads.append(threading.current_thread())
+            subjects = await load(*args, **kwargs)
+            await asyncio.sleep(0.15)  # longer than the plans' time to live
+            return subjects
 
-    assert _check(app_client, factory, headers) == 201
-    assert threads["reload"]
-    assert threads["issue"]
-    loop_thread = threads["issue"][0]
-    assert all(thread is not loop_thread for thread in threads["reload"])
+        monkeypatch.setattr(policy_cache_module.repository, "current_version", recorded_version)
+        monkeypatch.setattr(plans_module.repository, "get_plan", recorded_plan)
+        monkeypatch.setattr(single_module.repository, "load_subjects_async", slow_load)
+        plans = rate_plans(app.state)
+        monkeypatch.setattr(plans, "_ttl", 0.1)
+        plans.invalidate()
+        policy_cache(app.state).invalidate()
+
+        assert _check(http, factory, headers) == 201
+        assert loop_threads
+        assert reads
+        assert all(thread is not loop_threads[0] for thread in reads)
 
 
 def test_a_check_on_another_event_loop_binds_nothing_to_it(
@@ -134,3 +154,18 @@ def test_an_app_served_twice_issues_on_each_loop_and_leaves_no_connection(
             loops.append(groups.loop)
         assert _backends_gone(url)
     assert loops[0] is not loops[1]
+
+
+def test_a_check_after_the_service_stopped_is_503_not_500(app_client: TestClient) -> None:
+    """Shutting down (the coalescer stopped, the loop's connections closed): a request
+    still arriving gets ``503 service-unavailable``, never an unhandled error."""
+    service = SingleChecks(app_client.app.state)  # type: ignore[attr-defined]
+    service.stop()
+
+    async def submit() -> None:
+        await service.submit(cast(CheckRequest, object()))
+
+    with pytest.raises(ProblemError) as refused:
+        asyncio.run(submit())
+    assert refused.value.slug == "service-unavailable"
+    assert refused.value.status == 503
