@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -70,20 +69,6 @@ class Backend:
         local = datetime.fromtimestamp(now, SHANGHAI)
         midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), SHANGHAI)
         return midnight.timestamp() - now
-
-
-@pytest.fixture(scope="module")
-def redis_client() -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(
-        REDIS_URL, socket_timeout=2, socket_connect_timeout=1, retry=NO_RETRY
-    )
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        client.close()
-        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
-    yield client
-    client.close()
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])

@@ -29,15 +29,8 @@ PLAN = RatePlan("std", requests_per_second=1, burst=3, daily_quota=5)
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[redis.Redis]:
-    c = redis.Redis.from_url(REDIS_URL, socket_timeout=2, socket_connect_timeout=1, retry=NO_RETRY)
-    try:
-        c.ping()
-    except redis.RedisError as exc:
-        c.close()
-        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
-    yield c
-    c.close()
+def client(redis_client: redis.Redis) -> redis.Redis:
+    return redis_client
 
 
 @pytest.fixture
