@@ -78,21 +78,18 @@ class SingleChecks:
     async def submit(self, request: CheckRequest) -> CheckResult:
         """The request's answer; ``503`` once the service is shutting down."""
         try:
-            return await self._submit(request)
+            if self._one_writer:
+                return await self._coalescer.submit(request)
+            loop = asyncio.get_running_loop()
+            if loop is not self._state.serving_loop:
+                # Not the loop that serves the app (and will close what is bound to it):
+                # a test's own, or an app served without its lifespan.
+                return await self._coalescer.submit(request)
+            if self._on_loop is None or self._on_loop.loop is not loop:
+                self._on_loop = _LoopGroups(self._state, loop)
+            return await self._on_loop.groups.submit(request)
         except (CoalescerStopped, ConnectionsClosed):
             raise ProblemError("service-unavailable") from None
-
-    async def _submit(self, request: CheckRequest) -> CheckResult:
-        if self._one_writer:
-            return await self._coalescer.submit(request)
-        loop = asyncio.get_running_loop()
-        if loop is not getattr(self._state, "serving_loop", None):
-            # Not the loop that serves the app (and will close what is bound to it): a
-            # test's own, or an app served without its lifespan.
-            return await self._coalescer.submit(request)
-        if self._on_loop is None or self._on_loop.loop is not loop:
-            self._on_loop = _LoopGroups(self._state, loop)
-        return await self._on_loop.groups.submit(request)
 
     def stop(self) -> None:
         self._coalescer.stop()

@@ -202,22 +202,16 @@ class RedisLimiter:
         twice. Here a failure surfaces at once as ``LimiterUnavailable`` so that
         :class:`~service.ratelimit.fallback.FallbackLimiter` can take over.
         """
-        client = redis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 0),
-            max_connections=max_connections,
-        )
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": connect_timeout,
+            "max_connections": max_connections,
+        }
+        client = redis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
 
         def async_client() -> redis.asyncio.Redis:
-            return redis.asyncio.Redis.from_url(
-                url,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=connect_timeout,
-                retry=AsyncRetry(NoBackoff(), 0),
-                max_connections=max_connections,
-            )
+            """The same client for an event loop (made on its first charge)."""
+            return redis.asyncio.Redis.from_url(url, retry=AsyncRetry(NoBackoff(), 0), **options)
 
         return cls(client, close_client=True, async_client=async_client)
 

@@ -34,6 +34,7 @@ from service.ratelimit import (
 )
 from service.ratelimit.base import Charge
 from service.ratelimit.charging import ChargeOutcome, charge_each, charge_each_async, client_key
+from tests.service.ratelimit.test_fallback import FlakyPrimary
 from tests.service.ratelimit.test_memory import FakeClock
 
 T = TypeVar("T")
@@ -76,18 +77,21 @@ def plan_named(name: str) -> RatePlan:
         raise ProblemError("service-unavailable") from None
 
 
-class AsyncFlakyPrimary:
-    """A primary with an asynchronous round trip that fails until told otherwise, counting
-    the calls that reach it, asynchronous and synchronous apart. With ``hold`` set, the
+class AsyncFlakyPrimary(FlakyPrimary):
+    """test_fallback's flaky primary with an asynchronous round trip as well, counting the
+    calls that reach it, asynchronous and synchronous apart. With ``hold`` set, the
     asynchronous call waits for it to be released."""
 
     def __init__(self) -> None:
-        self.down = True
+        super().__init__()
         self.async_calls = 0
-        self.sync_calls = 0
         self.inner = InProcessLimiter(clock=FakeClock(START))
         self.hold: asyncio.Event | None = None
         self.closed = 0
+
+    @property
+    def sync_calls(self) -> int:
+        return self.calls
 
     async def acquire_many_each_async(
         self, charges: Sequence[Charge]
@@ -100,67 +104,19 @@ class AsyncFlakyPrimary:
         return list(self.inner.acquire_many(charges))
 
     def acquire_many_each(self, charges: Sequence[Charge]) -> list[Decision | LimiterUnavailable]:
-        self.sync_calls += 1
-        if self.down:
-            raise LimiterUnavailable("down")
-        return list(self.inner.acquire_many(charges))
-
-    def acquire_many(self, charges: Sequence[Charge]) -> list[Decision]:
-        self.sync_calls += 1
-        if self.down:
-            raise LimiterUnavailable("down")
-        return self.inner.acquire_many(charges)
-
-    def acquire(self, key: str, plan: RatePlan, cost: int = 1) -> Decision:
-        self.sync_calls += 1
-        if self.down:
-            raise LimiterUnavailable("down")
-        return self.inner.acquire(key, plan, cost)
-
-    def peek(self, key: str, plan: RatePlan) -> Decision:
-        self.sync_calls += 1
-        if self.down:
-            raise LimiterUnavailable("down")
-        return self.inner.peek(key, plan)
-
-    def reset(self, key: str) -> None:
-        self.inner.reset(key)
-
-    def close(self) -> None:
-        self.inner.close()
+        return list(self.acquire_many(charges))
 
     async def aclose(self) -> None:
         self.closed += 1
 
 
-class SyncOnlyPrimary:
-    """A primary without any asynchronous method (e.g. a third-party limiter)."""
+class SyncOnlyPrimary(FlakyPrimary):
+    """A primary without any asynchronous method (e.g. a third-party limiter), up."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.down = False
-        self.calls = 0
         self.inner = InProcessLimiter(clock=FakeClock(START))
-
-    def acquire_many(self, charges: Sequence[Charge]) -> list[Decision]:
-        self.calls += 1
-        if self.down:
-            raise LimiterUnavailable("down")
-        return self.inner.acquire_many(charges)
-
-    def acquire(self, key: str, plan: RatePlan, cost: int = 1) -> Decision:
-        self.calls += 1
-        if self.down:
-            raise LimiterUnavailable("down")
-        return self.inner.acquire(key, plan, cost)
-
-    def peek(self, key: str, plan: RatePlan) -> Decision:
-        return self.inner.peek(key, plan)
-
-    def reset(self, key: str) -> None:
-        self.inner.reset(key)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class CountingSyncClient:
