@@ -14,6 +14,13 @@ answer as every database failure (``503``); the connection it happened on is clo
 reused, and when that connection is found broken (the server restarted, say) the idle ones
 are closed with it, as the engine's pool invalidates itself on a disconnect: a restart
 costs the groups in flight, not one more per idle connection.
+
+Nothing on these connections may hang a group, and the requests waiting for it, for
+long: the server cancels any statement that runs ``statement_timeout`` seconds (its
+``statement_timeout``, set at connect), and a block that holds a connection
+``statement_timeout + grace`` seconds (a server or network that stopped answering) is
+abandoned here; either is a driver error (``503``) and the connection is closed. A
+group's statements take milliseconds.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ from sqlalchemy.exc import DBAPIError, StatementError
 CONNECT_TIMEOUT_SECONDS = 5
 MAX_AGE_SECONDS = 1800.0
 """As the engine's ``pool_recycle``: a connection is closed after this long, not reused."""
+STATEMENT_TIMEOUT_SECONDS = 5.0
+DEADLINE_GRACE_SECONDS = 2.0
 
 
 class ConnectionsClosed(RuntimeError):
@@ -44,13 +53,27 @@ class AsyncConnections:
     them); :meth:`close` on that loop closes them. A checkout waits while all are in use.
     """
 
-    def __init__(self, url: URL, size: int, *, max_age: float = MAX_AGE_SECONDS) -> None:
+    def __init__(
+        self,
+        url: URL,
+        size: int,
+        *,
+        max_age: float = MAX_AGE_SECONDS,
+        statement_timeout: float = STATEMENT_TIMEOUT_SECONDS,
+        grace: float = DEADLINE_GRACE_SECONDS,
+    ) -> None:
         if size < 1:
             raise ValueError("size must be >= 1")
+        if statement_timeout <= 0 or grace <= 0:
+            raise ValueError("statement_timeout and grace must be > 0")
         # The engine's own reading of its URL (several hosts, query parameters), so that
         # these connections go where the engine's do.
         psycopg_url = url.set(drivername="postgresql+psycopg")
-        _, self._connect_args = psycopg_url.get_dialect()().create_connect_args(psycopg_url)
+        _, connect_args = psycopg_url.get_dialect()().create_connect_args(psycopg_url)
+        milliseconds = max(1, round(statement_timeout * 1000))
+        options = f"{connect_args.get('options', '')} -c statement_timeout={milliseconds}"
+        self._connect_args = {**connect_args, "options": options.strip()}
+        self._deadline = statement_timeout + grace
         self._slots = asyncio.Semaphore(size)
         self._idle: list[tuple[float, psycopg.AsyncConnection[Any]]] = []
         self._max_age = max_age
@@ -64,7 +87,16 @@ class AsyncConnections:
                 raise ConnectionsClosed("the connections are closed")
             opened, connection = await self._checkout()
             try:
-                yield connection
+                async with asyncio.timeout(self._deadline) as deadline:
+                    yield connection
+            except TimeoutError as exc:
+                await _close_quietly(connection)
+                if not deadline.expired():  # the block's own error, not the deadline's
+                    raise
+                timed_out = psycopg.OperationalError("no answer from the database in time")
+                raise DBAPIError.instance(
+                    None, None, timed_out, psycopg.Error, connection_invalidated=True
+                ) from exc
             except BaseException:
                 await _close_quietly(connection)
                 if connection.broken:  # the others are likely gone too

@@ -261,6 +261,73 @@ def test_a_broken_connection_is_not_kept_even_if_its_block_swallowed_the_error(
     assert second != first
 
 
+# ---- time limits ---------------------------------------------------------------------------
+
+
+def test_a_statement_running_past_statement_timeout_is_cancelled_by_the_server(
+    url: URL,
+) -> None:
+    async def scenario() -> tuple[int, int]:
+        async with connections(url, statement_timeout=0.2) as pool:
+            async with pool.connection() as connection:
+                first = await backend_pid(connection)
+            with pytest.raises(OperationalError):  # QueryCanceled, as SQLAlchemy's error
+                async with pool.connection() as connection:
+                    await fetch_all(connection, "SELECT pg_sleep(30)", None)
+            async with pool.connection() as connection:
+                return first, await backend_pid(connection)
+
+    first, after = run(scenario())
+    assert after != first  # the connection of the cancelled statement was not reused
+
+
+def test_the_servers_statement_timeout_is_set_on_every_connection(url: URL) -> None:
+    async def scenario() -> str:
+        async with connections(url, statement_timeout=1.5) as pool, pool.connection() as c:
+            rows = await fetch_all(c, "SHOW statement_timeout", None)
+            return str(rows[0][0])
+
+    assert run(scenario()) == "1500ms"
+
+
+def test_a_block_holding_its_connection_past_the_deadline_fails_with_dbapierror(
+    url: URL, observer: psycopg.Connection[Any]
+) -> None:
+    """A server that stops answering (here: a statement the server no longer limits)
+    costs the block its deadline, statement_timeout + grace, then a driver error."""
+
+    async def scenario() -> int:
+        async with connections(url, statement_timeout=0.3, grace=0.3) as pool:
+            with pytest.raises(OperationalError) as raised:
+                async with pool.connection() as connection:
+                    pid = await backend_pid(connection)
+                    await execute(connection, "SET statement_timeout = 0", None)
+                    await fetch_all(connection, "SELECT pg_sleep(30)", None)
+            assert raised.value.connection_invalidated
+            async with pool.connection() as connection:
+                assert await backend_pid(connection) != pid  # never handed out again
+            return pid
+
+    pid = run(scenario())
+    observer.execute("SELECT pg_cancel_backend(%s)", (pid,))  # its sleep, left to the server
+
+
+def test_a_timeout_error_of_the_block_itself_is_not_taken_for_the_deadline(url: URL) -> None:
+    async def scenario() -> None:
+        async with connections(url) as pool, pool.connection():
+            raise TimeoutError("the block's own")
+
+    with pytest.raises(TimeoutError, match="the block's own"):
+        run(scenario())
+
+
+def test_statement_timeout_and_grace_must_be_positive(url: URL) -> None:
+    with pytest.raises(ValueError):
+        AsyncConnections(url, 1, statement_timeout=0)
+    with pytest.raises(ValueError):
+        AsyncConnections(url, 1, grace=0)
+
+
 # ---- checkouts -----------------------------------------------------------------------------
 
 
