@@ -37,6 +37,12 @@ def unseal(keyring: KeyRing, token: str, *, uscc: str, field: str) -> str:
     return keyring.decrypt(token, purpose=PURPOSE, context=f"{uscc}/{field}")
 
 
-def is_personal(entity_type: str) -> bool:
-    """Whether the merchant's representative is protected personal data."""
-    return entity_type == "INDIVIDUAL_BUSINESS"
+INDIVIDUAL_BUSINESS_PREFIX = "92"
+
+
+def is_personal(entity_type: str, uscc: str) -> bool:
+    """Whether the merchant's representative is protected personal data: an individual
+    business's owner, by its type or by its code's prefix (a ``92`` code loaded with
+    another type is still a natural person's business: when the two disagree, the
+    owner is protected)."""
+    return entity_type == "INDIVIDUAL_BUSINESS" or uscc.startswith(INDIVIDUAL_BUSINESS_PREFIX)

@@ -46,7 +46,7 @@ def shows_personal_data(subject: Subject, *, may_unmask: bool) -> bool:
     """Whether the check will show an individual business owner's real name."""
     return (
         may_unmask
-        and is_personal(subject.entity_type)
+        and is_personal(subject.entity_type, subject.uscc)
         and subject.legal_representative_enc is not None
     )
 

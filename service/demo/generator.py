@@ -32,12 +32,13 @@ from __future__ import annotations
 
 from bisect import bisect
 from collections.abc import Callable, Iterator, Sequence
-from datetime import date, timedelta
+from datetime import date
 from itertools import accumulate
 from random import Random
 from typing import Final, Generic, NamedTuple, TypeVar
 
 from schemas.uscc import ALPHABET, check_character, organisation_code_check_digit
+from service.policy.engine import add_months
 
 __all__ = [
     "DEFAULT_SEED",
@@ -79,17 +80,6 @@ class _Weighted(Generic[_T]):
 
     def pick(self, r: float) -> _T:
         return self._items[bisect(self._cum, r)]
-
-
-def add_months(d: date, months: int) -> date:
-    """``d`` plus ``months`` calendar months, clamped to the end of a shorter month."""
-    y, m0 = divmod(d.month - 1 + months, 12)
-    year, month = d.year + y, m0 + 1
-    day = d.day
-    if day > 28:
-        nxt = date(year + (month == 12), month % 12 + 1, 1)
-        day = min(day, (nxt - timedelta(days=1)).day)
-    return date(year, month, day)
 
 
 def _words(text: str) -> tuple[str, ...]:

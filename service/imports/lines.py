@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from schemas.imports import MerchantLine, RecordLine
 from schemas.uscc import USCC_LENGTH, USCCError, normalize_uscc
 from service.merchants.rows import CheckedCode, check_code
+from service.problems.errors import MAX_ERROR_MESSAGE
 
 MAX_LINE_BYTES = 64 * 1024
 _BOM = b"\xef\xbb\xbf"
@@ -124,7 +125,7 @@ def _field(loc: Sequence[Any]) -> str:
 def _message(error: Any) -> str:
     if error.get("type") == "missing":
         return "Field required"
-    return str(error.get("msg", "Invalid value"))[:200]
+    return str(error.get("msg", "Invalid value"))[:MAX_ERROR_MESSAGE]
 
 
 def _schema_errors(exc: ValidationError) -> FieldErrors:

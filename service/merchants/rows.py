@@ -97,7 +97,7 @@ class RowCodec:
         """Column values of a merchant row (without ``created_at``)."""
         rep = state.legal_representative
         owner = state.owner_id_number
-        personal = is_personal(state.entity_type)
+        personal = is_personal(state.entity_type, uscc)
         return {
             "uscc": uscc,
             "name": state.name,

@@ -1,19 +1,24 @@
 """Evaluating the verdict policy: a pure function of the rules, the merchant and the day.
 
 Which records count is the contract's rule (CONTRACT.md, "Credit checks"): status
-``ACTIVE`` or ``UNDER_OBJECTION``, and ``publicity_until`` absent or not yet past. What
-they mean is the policy's (data, versioned). The verdict is the worst of the policy's
-verdicts over the counting records and the registration-status rule.
+``ACTIVE`` or ``UNDER_OBJECTION``, and not past the end of their publicity: their
+``publicity_until``, or for a negative record without one the end of the longest period
+its severity may be published (DOMAIN.md: 3 months for MINOR, 1 year for GENERAL, 3
+years for SERIOUS, counted from the decision date; "at the maximum period publication
+ends on its own"). What they mean is the policy's (data, versioned). The verdict is the
+worst of the policy's verdicts over the counting records and the registration-status
+rule; a revoked or deregistered merchant is RESTRICTED whatever the stored rules say
+(DOMAIN.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Protocol, TypedDict
 from zoneinfo import ZoneInfo
 
-from schemas.enums import RecordStatus, Verdict
+from schemas.enums import RecordStatus, RegistrationStatus, Severity, Verdict
 from service.policy.rules import (
     CATEGORIES,
     POSITIVE_CATEGORIES,
@@ -26,6 +31,17 @@ from service.policy.rules import (
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 COUNTING_STATUSES = frozenset({RecordStatus.ACTIVE.value, RecordStatus.UNDER_OBJECTION.value})
+
+MAX_PUBLICITY_MONTHS: dict[str, int] = {
+    Severity.MINOR.value: 3,
+    Severity.GENERAL.value: 12,
+    Severity.SERIOUS.value: 36,
+}
+"""The longest a negative record of each severity is published (DOMAIN.md)."""
+ALWAYS_RESTRICTED_STATUSES = frozenset(
+    {RegistrationStatus.REVOKED.value, RegistrationStatus.DEREGISTERED.value}
+)
+_RESTRICTED_RANK = RANK[Verdict.RESTRICTED.value]
 
 _CATEGORY_ORDER = {c: i for i, c in enumerate(CATEGORIES)}
 _SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
@@ -44,6 +60,9 @@ class RecordLike(Protocol):
     def status(self) -> str: ...
 
     @property
+    def decided_on(self) -> date: ...
+
+    @property
     def publicity_until(self) -> date | None: ...
 
 
@@ -54,10 +73,33 @@ class Reason(TypedDict):
     verdict: str
 
 
+def add_months(day: date, months: int) -> date:
+    """``day`` plus ``months`` calendar months, clamped to the end of a shorter month."""
+    years, month0 = divmod(day.month - 1 + months, 12)
+    year, month = day.year + years, month0 + 1
+    if day.day <= 28:
+        return date(year, month, day.day)
+    first_of_next = date(year + (month == 12), month % 12 + 1, 1)
+    return date(year, month, min(day.day, (first_of_next - timedelta(days=1)).day))
+
+
+def publicity_end(record: RecordLike) -> date | None:
+    """The last day ``record`` is published: its ``publicity_until``, else (a negative
+    record) its decision date plus its severity's longest period; None: no end (positive
+    information, which never worsens a verdict)."""
+    until = record.publicity_until
+    if until is not None or record.category in POSITIVE_CATEGORIES:
+        return until
+    months = MAX_PUBLICITY_MONTHS.get(record.severity)
+    return None if months is None else add_months(record.decided_on, months)
+
+
 def is_counting(record: RecordLike, today: date) -> bool:
     """Whether ``record`` counts toward a verdict on ``today``."""
-    until = record.publicity_until
-    return record.status in COUNTING_STATUSES and (until is None or until >= today)
+    if record.status not in COUNTING_STATUSES:
+        return False
+    until = publicity_end(record)
+    return until is None or until >= today
 
 
 def _reason_order(reason: Reason) -> tuple[int, int, int, str, str]:
@@ -84,6 +126,8 @@ def evaluate(
     """
     status_rank = rules.statuses.get(registration_status)
     worst = 0 if status_rank is None else status_rank
+    if registration_status in ALWAYS_RESTRICTED_STATUSES:
+        worst = _RESTRICTED_RANK
     counts: dict[tuple[str, str], int] = {}
     for record in records:
         if is_counting(record, today):

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from audit.context import RequestAudit
 from audit.recorder import record_in_session
+from schemas.enums import Verdict
 from schemas.policy import PolicyIn, PolicyOut
 from service.db.base import utcnow
 from service.db.hooks import after_commit
@@ -14,6 +15,7 @@ from service.policy import repository
 from service.policy.cache import PolicyCache, PolicySnapshot, snapshot_of
 from service.policy.rules import (
     CATEGORIES,
+    REQUIRED_STATUSES,
     SEVERITIES,
     STATUSES,
     RawMatrix,
@@ -59,10 +61,21 @@ def _changes(
             if old != new:
                 changes.append({"rule": f"{category}.{severity}", "from": old, "to": new})
     for status in STATUSES:
-        old_status, new_status = before.registration_status.get(status), statuses[status]
+        old_status, new_status = before.registration_status.get(status), statuses.get(status)
         if old_status != new_status:
             changes.append({"rule": status, "from": old_status, "to": new_status})
     return changes
+
+
+def _fixed_status_errors(statuses: RawStatuses) -> list[tuple[str, str]]:
+    """A revoked or deregistered merchant is RESTRICTED whatever its records (DOMAIN.md):
+    not the policy's to change (the engine applies it whatever a stored policy says)."""
+    restricted = Verdict.RESTRICTED.value
+    return [
+        (f"registration_status.{status}", "A revoked or deregistered merchant is RESTRICTED")
+        for status in REQUIRED_STATUSES
+        if statuses.get(status) not in (None, restricted)
+    ]
 
 
 def replace(
@@ -71,10 +84,13 @@ def replace(
     """Validate completely, then append the next version (the old ones stay)."""
     matrix = {c.value: {s.value: v.value for s, v in row.items()} for c, row in data.matrix.items()}
     statuses = {s.value: (v.value if v else None) for s, v in data.registration_status.items()}
-    errors = rule_errors(matrix, statuses)
+    errors = rule_errors(matrix, statuses) + _fixed_status_errors(statuses)
     if errors:
         raise ProblemError("validation-failed", errors=errors)
     before = _current(session)
+    if data.version is not None and data.version != before.version:
+        # Made from an earlier version: another administrator's change came in between.
+        raise ProblemError("conflict", extra={"current_version": before.version})
     stored = storage_form(matrix, statuses)
     version = before.version + 1
     ctx.target_type, ctx.target_id = "verdict_policy", str(version)

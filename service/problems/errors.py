@@ -9,6 +9,10 @@ from collections.abc import Mapping, Sequence
 
 from service.problems.catalog import CATALOG
 
+MAX_ERROR_MESSAGE = 600
+"""The longest validation message kept, in an ``errors`` entry: long enough for the list
+of values an enumeration accepts (every record category), bounded all the same."""
+
 
 class ProblemError(Exception):
     """End the request with the problem ``slug``.

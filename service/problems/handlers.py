@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from audit.context import RequestAudit
-from service.problems.errors import ProblemError
+from service.problems.errors import MAX_ERROR_MESSAGE, ProblemError
 from service.problems.render import PROBLEM_CONTENT_TYPE, problem_body, wants_chinese
 from service.routing import route_table
 
@@ -91,8 +91,7 @@ def _message(error: dict[str, Any]) -> str:
         return "Malformed JSON body"
     if kind == "missing":
         return "Field required"
-    msg = str(error.get("msg", "Invalid value"))
-    return msg[:200]
+    return str(error.get("msg", "Invalid value"))[:MAX_ERROR_MESSAGE]
 
 
 async def _problem_error(request: Request, exc: Exception) -> Response:

@@ -130,3 +130,29 @@ def test_read_back_shows_only_what_the_reading_token_may_see(
     listed = client.get("/v1/credit-checks", headers=only_check).json()["items"]
     assert listed[0] == narrow
     assert OWNER not in client.get("/v1/credit-checks", headers=only_check).text
+
+
+def test_a_92_code_loaded_as_another_type_still_masks_its_owner(
+    client: TestClient, factory: Factory
+) -> None:
+    """The code's prefix says an individual business: its owner is a natural person
+    whatever entity type the data gave it."""
+    admin = factory.headers("admin:data")
+    uscc = random_uscc("92")
+    body = {
+        "uscc": uscc,
+        "name": "和平区测试小吃店",
+        "entity_type": "COMPANY",
+        "registration_status": "ACTIVE",
+        "legal_representative": OWNER,
+    }
+    put = client.put(f"/v1/admin/merchants/{uscc}", json=body, headers=admin)
+    assert put.status_code in (200, 201), put.text
+    response = check(client, platform(factory, "credit:check"), uscc)
+    assert response.status_code == 201, response.text
+    assert response.json()["merchant"]["legal_representative"] == "欧***"
+    assert OWNER not in response.text
+    unmasked = check(
+        client, platform(factory, "credit:check credit:pii"), uscc, consent_ref="auth-92"
+    )
+    assert unmasked.json()["merchant"]["legal_representative"] == OWNER

@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from schemas.enums import Category
 from service.models import AuditEvent, RecordHistory
 from tests.fixtures.factories import Factory, random_uscc, record_body
 
@@ -102,6 +103,20 @@ def test_record_validation(
         "/v1/admin/records", json=record_body(code, publicity_until="2026-05-31"), headers=headers
     )
     assert dates.json()["errors"][0]["field"] == "publicity_until"
+
+
+def test_an_unknown_category_is_told_every_category_there_is(
+    client: TestClient, admin: tuple[str, dict[str, str]], factory: Factory
+) -> None:
+    _, headers = admin
+    body = record_body(factory.merchant(), category="FRAUD")
+    response = client.post("/v1/admin/records", json=body, headers=headers)
+    assert response.status_code == 422
+    (error,) = response.json()["errors"]
+    assert error["field"] == "category"
+    for category in Category:  # the whole list, not cut short
+        assert f"'{category.value}'" in error["message"]
+    assert "FRAUD" not in response.text  # never the input echoed
 
 
 def test_data_updated_at_follows_records(

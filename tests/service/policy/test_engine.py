@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -10,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.enums import Verdict
-from service.policy.engine import evaluate, is_counting
+from service.policy.engine import add_months, evaluate, is_counting, publicity_end
 from service.policy.rules import CATEGORIES, SEVERITIES, Rules, compile_rules
 from tests.service.credit_checks.support import domain_default
 
@@ -33,6 +34,7 @@ class Rec:
     severity: str
     status: str = "ACTIVE"
     publicity_until: date | None = TODAY + timedelta(days=30)
+    decided_on: date = TODAY - timedelta(days=10)
 
 
 def verdict_of(records: list[Rec], status: str = "ACTIVE", rules: Rules = DEFAULT) -> Verdict:
@@ -133,6 +135,62 @@ def test_is_counting() -> None:
     assert not is_counting(Rec("HONOR", "MINOR", "EXPIRED", None), TODAY)
 
 
+@pytest.mark.parametrize(
+    ("severity", "last_day"),
+    [
+        ("MINOR", date(2026, 3, 31)),
+        ("GENERAL", date(2026, 12, 31)),
+        ("SERIOUS", date(2028, 12, 31)),
+    ],
+)
+def test_a_negative_record_without_publicity_until_counts_until_its_longest_period(
+    severity: str, last_day: date
+) -> None:
+    """DOMAIN.md: published at most 3 months (MINOR), 1 year (GENERAL), 3 years (SERIOUS)
+    from the decision date, then publication ends on its own."""
+    record = Rec(
+        "ADMINISTRATIVE_PENALTY", severity, publicity_until=None, decided_on=date(2025, 12, 31)
+    )
+    assert publicity_end(record) == last_day
+    assert is_counting(record, last_day)
+    assert not is_counting(record, last_day + timedelta(days=1))
+    assert verdict_of([record]) is (
+        Verdict.CLEAR
+        if last_day < TODAY
+        else Verdict.RESTRICTED
+        if severity == "SERIOUS"
+        else Verdict.CAUTION
+    )
+
+
+def test_a_given_publicity_until_wins_over_the_longest_period() -> None:
+    record = Rec("COURT_CASE", "MINOR", publicity_until=TODAY, decided_on=date(2020, 1, 1))
+    assert is_counting(record, TODAY)
+
+
+def test_honor_without_publicity_until_has_no_end() -> None:
+    assert (
+        publicity_end(Rec("HONOR", "MINOR", publicity_until=None, decided_on=date(2001, 1, 1)))
+        is None
+    )
+
+
+@pytest.mark.parametrize(
+    ("day", "months", "expected"),
+    [
+        (date(2026, 1, 31), 1, date(2026, 2, 28)),
+        (date(2024, 1, 31), 1, date(2024, 2, 29)),
+        (date(2026, 11, 30), 3, date(2027, 2, 28)),
+        (date(2026, 10, 15), 3, date(2027, 1, 15)),
+        (date(2026, 2, 28), 36, date(2029, 2, 28)),
+    ],
+)
+def test_add_months_clamps_to_the_end_of_a_shorter_month(
+    day: date, months: int, expected: date
+) -> None:
+    assert add_months(day, months) == expected
+
+
 # ---- properties over any valid policy ----------------------------------------------------------
 
 verdicts = st.sampled_from(["CLEAR", "CAUTION", "RESTRICTED"])
@@ -153,12 +211,14 @@ def policies(draw: st.DrawFn) -> Rules:
 
 
 dates = st.one_of(st.none(), st.dates(TODAY - timedelta(days=400), TODAY + timedelta(days=400)))
+decisions = st.dates(TODAY - timedelta(days=1500), TODAY)
 records = st.builds(
     Rec,
     category=st.sampled_from(CATEGORIES),
     severity=st.sampled_from(SEVERITIES),
     status=st.sampled_from(STATUSES),
     publicity_until=dates,
+    decided_on=decisions,
 )
 negative_counting = st.builds(
     Rec,
@@ -188,6 +248,14 @@ not_counting = st.one_of(
         severity=st.sampled_from(SEVERITIES),
         status=st.sampled_from(["ACTIVE", "UNDER_OBJECTION"]),
         publicity_until=st.dates(TODAY - timedelta(days=400), TODAY - timedelta(days=1)),
+    ),
+    st.builds(  # no publicity_until, decided longer ago than any severity is published
+        Rec,
+        category=st.sampled_from([c for c in CATEGORIES if c != "HONOR"]),
+        severity=st.sampled_from(SEVERITIES),
+        status=st.sampled_from(["ACTIVE", "UNDER_OBJECTION"]),
+        publicity_until=st.none(),
+        decided_on=st.dates(TODAY - timedelta(days=3000), TODAY - timedelta(days=1100)),
     ),
 )
 reg_status = st.sampled_from(["ACTIVE", "REVOKED", "DEREGISTERED"])
@@ -220,16 +288,26 @@ def test_records_that_do_not_count_change_nothing(
     assert evaluate(rules, status, [*base, extra], TODAY) == evaluate(rules, status, base, TODAY)
 
 
+def _last_published_day(record: Rec) -> date | None:
+    if record.publicity_until is not None or record.category == "HONOR":
+        return record.publicity_until
+    months = {"MINOR": 3, "GENERAL": 12, "SERIOUS": 36}[record.severity]
+    year, month0 = divmod(record.decided_on.month - 1 + months, 12)
+    year += record.decided_on.year
+    last_day = calendar.monthrange(year, month0 + 1)[1]
+    return date(year, month0 + 1, min(record.decided_on.day, last_day))
+
+
 @settings(deadline=None)  # no timing in tests
 @given(policies(), reg_status, st.lists(records, max_size=12))
 def test_verdict_is_the_worst_rule_that_applies(rules: Rules, status: str, recs: list[Rec]) -> None:
     """An oracle written differently from the engine."""
-    ranks = [rules.statuses[status] or 0]
+    ranks = [2 if status in ("REVOKED", "DEREGISTERED") else rules.statuses[status] or 0]
     ranks += [
         rules.cells[(r.category, r.severity)]
         for r in recs
         if r.status in ("ACTIVE", "UNDER_OBJECTION")
-        and (r.publicity_until is None or r.publicity_until >= TODAY)
+        and (_last_published_day(r) is None or _last_published_day(r) >= TODAY)  # type: ignore[operator]
     ]
     verdict, reasons = evaluate(rules, status, recs, TODAY)
     assert RANK[verdict] == max(ranks)

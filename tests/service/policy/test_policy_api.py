@@ -10,7 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from service.db.base import utcnow
 from service.models import AuditEvent, VerdictPolicy
+from service.policy.cache import policy_cache
 from tests.fixtures.factories import Factory
 from tests.service.credit_checks.support import check, domain_default, platform
 
@@ -116,7 +118,7 @@ def test_honor_not_clear_is_422(client: TestClient, admin: dict[str, str]) -> No
         lambda b: b["registration_status"].update(DEREGISTERED=None),
         lambda b: b["matrix"]["COURT_CASE"].update(MINOR="MAYBE"),
         lambda b: b["matrix"].update(NEW_THING={"MINOR": "CLEAR"}),
-        lambda b: b.update(version=99),
+        lambda b: b.update(comment="not a member of the policy"),
     ],
     ids=["no-revoked", "null-deregistered", "bad-verdict", "unknown-category", "unknown-field"],
 )
@@ -143,3 +145,89 @@ def test_checks_use_the_new_version_at_once(
     assert second["verdict"] == "RESTRICTED"
     assert second["policy_version"] == str(version)
     assert second["reasons"][0]["verdict"] == "RESTRICTED"
+
+
+def test_active_may_be_left_out_and_defaults_to_no_rule(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    body = domain_default()
+    body["registration_status"] = {"REVOKED": "RESTRICTED", "DEREGISTERED": "RESTRICTED"}
+    response = _put(client, admin, body)
+    assert response.status_code == 200, response.text
+    assert response.json()["registration_status"]["ACTIVE"] is None
+
+
+@pytest.mark.parametrize("status", ["REVOKED", "DEREGISTERED"])
+@pytest.mark.parametrize("verdict", ["CLEAR", "CAUTION"])
+def test_revoked_and_deregistered_can_only_be_restricted(
+    client: TestClient, admin: dict[str, str], status: str, verdict: str
+) -> None:
+    before = client.get(PATH, headers=admin).json()["version"]
+    body = domain_default()
+    body["registration_status"][status] = verdict
+    response = _put(client, admin, body)
+    assert response.status_code == 422
+    assert f"registration_status.{status}" in [e["field"] for e in response.json()["errors"]]
+    assert client.get(PATH, headers=admin).json()["version"] == before
+
+
+def test_the_document_get_returned_can_be_put_back_edited(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    document = client.get(PATH, headers=admin).json()
+    document["matrix"]["COURT_CASE"]["MINOR"] = "CLEAR"
+    response = _put(client, admin, document)
+    assert response.status_code == 200, response.text
+    after = response.json()
+    assert after["version"] == document["version"] + 1
+    assert after["matrix"]["COURT_CASE"]["MINOR"] == "CLEAR"
+    assert after["created_at"] != document["created_at"]  # read-only members: ignored
+
+
+def test_read_only_members_are_ignored_not_stored(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    document = client.get(PATH, headers=admin).json()
+    document.update(created_by="someone-else", created_at="2001-01-01T00:00:00+00:00")
+    response = _put(client, admin, document)
+    assert response.status_code == 200, response.text
+    assert response.json()["created_by"] != "someone-else"
+    assert not response.json()["created_at"].startswith("2001")
+
+
+def test_a_change_made_from_an_older_version_is_409_and_changes_nothing(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    first = client.get(PATH, headers=admin).json()
+    other = copy.deepcopy(first)
+    other["matrix"]["COURT_CASE"]["GENERAL"] = "CLEAR"
+    assert _put(client, admin, other).status_code == 200  # another administrator's change
+    stale = copy.deepcopy(first)
+    stale["matrix"]["COURT_CASE"]["MINOR"] = "CLEAR"
+    response = _put(client, admin, stale)
+    assert response.status_code == 409
+    assert response.json()["current_version"] == first["version"] + 1
+    now = client.get(PATH, headers=admin).json()
+    assert now["version"] == first["version"] + 1
+    assert now["matrix"]["COURT_CASE"]["MINOR"] == "CAUTION"  # not silently undone either
+    assert now["matrix"]["COURT_CASE"]["GENERAL"] == "CLEAR"
+
+
+def test_a_deregistered_merchant_is_restricted_under_a_stored_policy_that_says_otherwise(
+    client: TestClient, factory: Factory, admin: dict[str, str], db: Any
+) -> None:
+    """Policies stored before the rule was enforced on PUT still compile; the engine
+    restricts a deregistered merchant whatever they say."""
+    current = client.get(PATH, headers=admin).json()["version"]
+    rules = domain_default()
+    rules["registration_status"]["DEREGISTERED"] = "CLEAR"
+    db.add(
+        VerdictPolicy(version=current + 1, rules=rules, created_at=utcnow(), created_by="legacy")
+    )
+    db.commit()
+    policy_cache(factory.app.state).invalidate()
+    uscc = factory.merchant(registration_status="DEREGISTERED")
+    response = check(client, platform(factory), uscc)
+    assert response.status_code == 201, response.text
+    assert response.json()["policy_version"] == str(current + 1)
+    assert response.json()["verdict"] == "RESTRICTED"
