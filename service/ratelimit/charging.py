@@ -8,18 +8,20 @@ headers; a limiter that cannot be reached is ``503 service-unavailable``. The he
 an admitted request are returned for the route to put on its response.
 
 Costing rule for batches. A batch of ``n`` checks costs ``n`` units of the daily quota
-(each item is a check) but only ``min(n, burst)`` units of the burst bucket: the bucket
-protects the service from request floods, and one set-based batch request is far
-cheaper to serve than ``n`` single ones. A batch larger than the burst therefore needs a
-full bucket and drains it, so a client still cannot send more than about one such batch
-per ``burst / requests_per_second`` seconds. This is done with the limiter's own atomic
-``acquire`` by charging against a plan with the same bucket capacity in time
-(``burst * T``) whose emission interval is ``T * burst / n``: ``n`` units of it take
-exactly the ``burst * T`` of the real bucket, while the quota counts ``n``.
+(each item is a check) but only one unit of the burst bucket per started hundred items
+(``ceil(n / BATCH_ITEMS_PER_BURST_UNIT)``: 10 for a full batch of 1000): the bucket limits
+how fast a client sends requests, and a batch is one request, served by a handful of
+set-based queries. So a client that has just made a few single checks can still send a
+full batch, and one that sends batches back to back is held to about
+``requests_per_second / 10`` full batches a second. On a plan whose burst is smaller
+than a batch's units, the batch needs the full bucket and drains it. This is done with
+the limiter's own atomic ``acquire``, charging ``n`` units against a plan whose emission
+interval makes them take exactly those burst units' time, while the quota counts ``n``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -37,13 +39,24 @@ def client_key(client_id: str) -> str:
     return f"client:{client_id}"
 
 
+BATCH_ITEMS_PER_BURST_UNIT = 100
+
+
+def burst_units(cost: int) -> int:
+    """The burst units ``cost`` checks of one request take (see the module docstring)."""
+    return max(1, -(-cost // BATCH_ITEMS_PER_BURST_UNIT))
+
+
 def charged_plan(plan: RatePlan, cost: int) -> RatePlan:
-    """The plan to charge ``cost`` units against (see the module docstring)."""
-    if cost <= plan.burst:
+    """The plan to charge ``cost`` units against (see the module docstring): ``cost`` of
+    its units take ``min(burst_units(cost), burst)`` units of ``plan``'s bucket."""
+    units = min(burst_units(cost), plan.burst)
+    if cost == units:
         return plan
-    rate = min(float(MICROS), plan.requests_per_second * cost / plan.burst)
+    rate = min(float(MICROS), plan.requests_per_second * cost / units)
+    capacity = -(-plan.burst * cost // units)  # the same bucket, in the smaller units
     return RatePlan(
-        name=plan.name, requests_per_second=rate, burst=cost, daily_quota=plan.daily_quota
+        name=plan.name, requests_per_second=rate, burst=capacity, daily_quota=plan.daily_quota
     )
 
 
@@ -51,7 +64,10 @@ def _in_plan_units(decision: Decision, plan: RatePlan, charged: RatePlan) -> Dec
     """Report burst tokens in units of the real plan, not of the derived one."""
     if charged is plan:
         return decision
-    remaining = decision.limit_remaining * charged.emission_interval_us // plan.emission_interval_us
+    # In the rates' ratio, not the emission intervals' (each rounded to a microsecond, so
+    # a derived plan's units would add up to a hair under whole units of the real one).
+    ratio = plan.requests_per_second / charged.requests_per_second
+    remaining = math.floor(decision.limit_remaining * ratio + 1e-9)
     return replace(decision, limit_remaining=min(plan.burst, remaining))
 
 

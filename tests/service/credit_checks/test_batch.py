@@ -160,7 +160,7 @@ def test_quota_refuses_the_whole_batch(client: TestClient, factory: Factory, db:
     assert used_today(client, headers) == 5
 
 
-def test_a_batch_larger_than_the_burst_needs_and_drains_a_full_bucket(
+def test_a_batch_takes_one_burst_unit_per_started_hundred_items(
     client: TestClient, factory: Factory
 ) -> None:
     # 0.001/s: the bucket does not refill during the test.
@@ -169,9 +169,13 @@ def test_a_batch_larger_than_the_burst_needs_and_drains_a_full_bucket(
     code = factory.merchant()
     first = _batch(client, headers, [code] * 12)
     assert first.status_code == 200
-    assert '"burst";r=0;' in first.headers["ratelimit"]
-    assert '"daily";r=988;' in first.headers["ratelimit"]
-    second = _batch(client, headers, [code])
+    assert '"burst";r=4;' in first.headers["ratelimit"]  # one unit of the bucket
+    assert '"daily";r=988;' in first.headers["ratelimit"]  # twelve checks of the quota
+    second = _batch(client, headers, [code] * 401)  # five units: more than the four left
     assert second.status_code == 429
     assert second.json()["type"].endswith("/problems/rate-limited")
     assert used_today(client, headers) == 12
+    third = _batch(client, headers, [code] * 400)  # four units: all that is left
+    assert third.status_code == 200
+    assert '"burst";r=0;' in third.headers["ratelimit"]
+    assert used_today(client, headers) == 412

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from service.problems import ProblemError
 from service.ratelimit import InProcessLimiter, LimiterUnavailable, RatePlan
 from service.ratelimit.base import Charge
-from service.ratelimit.charging import RateGate, charged_plan
+from service.ratelimit.charging import RateGate, burst_units, charged_plan
 from service.ratelimit.decision import Decision
 from tests.fixtures.factories import Factory, random_uscc
 from tests.service.credit_checks.support import check, ensure_plan, platform, used_today
@@ -73,28 +73,56 @@ def _gate(limiter: object, plan: RatePlan = PLAN) -> RateGate:
     return RateGate(limiter=limiter, plans=lambda _name: plan, key="client:x", plan_name=plan.name)  # type: ignore[arg-type]
 
 
-def test_batch_cost_beyond_the_burst_takes_a_full_bucket() -> None:
+def test_a_batch_takes_one_burst_unit_per_started_hundred_items() -> None:
     clock = Clock()
-    gate = _gate(InProcessLimiter(clock))
-    headers = gate.charge(12)  # full bucket: admitted, 12 of the quota
-    assert headers["RateLimit"].startswith('"burst";r=0;t=3, "daily";r=88;')
+    gate = _gate(InProcessLimiter(clock), BIG_QUOTA)
+    gate.charge(1)  # a single check first: the batch still fits
+    headers = gate.charge(100)  # one unit of the bucket, 100 of the quota
+    assert headers["RateLimit"].startswith('"burst";r=3;')
+    assert '"daily";r=899;' in headers["RateLimit"]
+    headers = gate.charge(250)  # three units
+    assert headers["RateLimit"].startswith('"burst";r=0;')
+    assert '"daily";r=649;' in headers["RateLimit"]
     with pytest.raises(ProblemError) as refused:
         gate.charge(1)
     assert refused.value.slug == "rate-limited"
-    clock.now += 0.5  # one token back (2/s)
+    clock.now += 0.5  # one unit back (2/s)
+    gate.charge(100)
+
+
+def test_a_batch_needing_more_units_than_the_burst_takes_a_full_bucket() -> None:
+    clock = Clock()
+    gate = _gate(InProcessLimiter(clock), BIG_QUOTA)
     gate.charge(1)
-    with pytest.raises(ProblemError):
-        gate.charge(6)  # a big batch waits for a full bucket again
-    clock.now += 2.5
-    gate.charge(6)
+    with pytest.raises(ProblemError) as refused:
+        gate.charge(600)  # six units against a burst of five: only with a full bucket
+    assert refused.value.slug == "rate-limited"
+    clock.now += 0.5
+    headers = gate.charge(600)
+    assert headers["RateLimit"].startswith('"burst";r=0;')
+    assert '"daily";r=399;' in headers["RateLimit"]
+
+
+BIG_QUOTA = RatePlan("q", requests_per_second=2.0, burst=5, daily_quota=1000)
 
 
 def test_charged_plan_keeps_the_bucket_and_the_quota() -> None:
-    assert charged_plan(PLAN, 5) is PLAN
-    big = charged_plan(PLAN, 1000)
-    assert big.burst == 1000
-    assert big.daily_quota == PLAN.daily_quota
-    assert big.burst * big.emission_interval_us == PLAN.burst * PLAN.emission_interval_us
+    assert charged_plan(PLAN, 1) is PLAN
+    assert burst_units(1) == burst_units(100) == 1
+    assert burst_units(101) == 2
+    assert burst_units(1000) == 10
+    for cost, units in ((5, 1), (250, 3), (1000, 5)):  # 1000 needs 10 units: the whole bucket
+        charged = charged_plan(PLAN, cost)
+        assert charged.burst >= cost
+        assert charged.daily_quota == PLAN.daily_quota
+        taken = cost * charged.emission_interval_us
+        assert abs(taken - units * PLAN.emission_interval_us) <= cost  # rounding: 1 µs a unit
+        capacity = charged.burst * charged.emission_interval_us  # rounded up: within one unit
+        assert (
+            0
+            <= capacity - PLAN.burst * PLAN.emission_interval_us
+            <= 2 * charged.emission_interval_us
+        )
 
 
 @dataclass
