@@ -19,6 +19,10 @@ from schemas.enums import (
 from schemas.problems import Problem
 
 MAX_BATCH_ITEMS = 1000
+MAX_BATCH_BODY_BYTES = 4 * 1_048_576
+"""A batch's body may be this long even where other bodies are held to less: its largest
+valid form (1000 items, each code and reference as long as allowed, every character
+JSON-escaped as a client's encoder may do it, six bytes each) fits."""
 
 RECORDS_DIGEST_DESCRIPTION = (
     "Lower-case hex SHA-256 of the canonical JSON of the records that decided the verdict "

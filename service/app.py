@@ -16,6 +16,7 @@ from audit.embedded import install as install_audit
 from audit.recorder import record_standalone
 from auth.dependencies import authorize_before_body
 from auth.router import router as oauth_router
+from schemas.credit_checks import MAX_BATCH_BODY_BYTES
 from service import health
 from service.credit_checks.fast_path import FastCheckMiddleware
 from service.db.migrate import ensure_current
@@ -132,7 +133,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         base_url=settings.public_url,
         audit_writer=write_audit,
         max_body_bytes=settings.max_body_bytes,
-        large_body_paths={"/v1/admin/imports": settings.max_import_bytes},
+        large_body_paths={
+            "/v1/admin/imports": settings.max_import_bytes,
+            "/v1/credit-checks/batch": max(settings.max_body_bytes, MAX_BATCH_BODY_BYTES),
+        },
         trusted_proxies=settings.trusted_proxies,
     )
 

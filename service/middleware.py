@@ -27,7 +27,11 @@ from service.ids import new_id
 from service.problems.render import PROBLEM_CONTENT_TYPE, problem_body, wants_chinese
 
 log = logging.getLogger("creditshare.access")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_REQUEST_ID = re.compile(r"^(?!.*[<>\"'`\\])[\x21-\x7e](?:[\x20-\x7e]{0,62}[\x21-\x7e])?$")
+"""A client's X-Request-ID is echoed (and kept in the audit trail) when it is printable
+ASCII without leading or trailing spaces, markup or quote characters, up to 64 characters
+(the trail's column): UUIDs, ULIDs, base64, ``a/b:c=1``; anything else is replaced by a
+generated id."""
 AUDITED_PREFIXES = ("/v1/", "/oauth/")
 AUDITED_ROOTS = frozenset({"/v1", "/oauth"})
 """Every request to ``/oauth/*`` and ``/v1/*`` is audited, the bare roots included."""

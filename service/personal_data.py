@@ -21,6 +21,17 @@ def mask_name(name: str) -> str:
     return name[0] + "*" * max(1, len(name) - 1)
 
 
+def mask_owner_in_name(name: str, owner: str) -> str | None:
+    """``name`` with every occurrence of the owner's name masked (an individual business
+    without a trade name is registered under its owner's name, and trade names often hold
+    it: ``河西区张建国小吃店`` -> ``河西区张**小吃店``); None if ``name`` does not hold it.
+    A one-character owner name is not looked for (it would mask unrelated characters)."""
+    owner = owner.strip()
+    if len(owner) < 2 or owner not in name:
+        return None
+    return name.replace(owner, mask_name(owner))
+
+
 def mask_id_number(number: str) -> str:
     """``120101199001011234`` -> ``1201**********1234`` (first 4 and last 4 kept)."""
     number = number.strip()

@@ -61,9 +61,10 @@ def merchant_view(subject: Subject, keyring: KeyRing, *, unmask: bool) -> dict[s
             uscc=subject.uscc,
             field=REPRESENTATIVE_FIELD,
         )
+    name = subject.name if unmask or subject.name_masked is None else subject.name_masked
     return {
         "uscc": subject.uscc,
-        "name": subject.name,
+        "name": name,
         "entity_type": subject.entity_type,
         "registration_status": subject.registration_status,
         "registered_on": None

@@ -59,6 +59,7 @@ class Subject:
 
     uscc: str
     name: str
+    name_masked: str | None
     entity_type: str
     registration_status: str
     registered_on: date | None
@@ -77,6 +78,7 @@ _MERCHANT_COLUMNS = tuple(
     for name in (
         "uscc",
         "name",
+        "name_masked",
         "entity_type",
         "registration_status",
         "registered_on",

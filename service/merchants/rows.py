@@ -26,7 +26,14 @@ import orjson
 from schemas.merchants import MerchantFields, RecordFields
 from schemas.uscc import USCCError, normalize_uscc, organisation_code_warning, validate_uscc
 from service.crypto import DecryptionError, KeyRing
-from service.personal_data import is_personal, mask_id_number, mask_name, seal, unseal
+from service.personal_data import (
+    is_personal,
+    mask_id_number,
+    mask_name,
+    mask_owner_in_name,
+    seal,
+    unseal,
+)
 
 DIGEST_KEY = "content_digest"
 REP_FIELD = "legal_representative"
@@ -101,6 +108,7 @@ class RowCodec:
         return {
             "uscc": uscc,
             "name": state.name,
+            "name_masked": mask_owner_in_name(state.name, rep) if personal and rep else None,
             "entity_type": state.entity_type,
             "registration_status": state.registration_status,
             "registered_on": state.registered_on,
@@ -160,7 +168,7 @@ def describe_merchant(values: Mapping[str, Any]) -> dict[str, object]:
     """What the audit trail keeps of a merchant: masked personal data only."""
     registered = values.get("registered_on")
     return {
-        "name": values["name"],
+        "name": values.get("name_masked") or values["name"],
         "entity_type": values["entity_type"],
         "registration_status": values["registration_status"],
         "registered_on": registered.isoformat() if isinstance(registered, date) else None,

@@ -22,6 +22,10 @@ class Merchant(Base):
 
     uscc: Mapped[str] = mapped_column(String(18), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
+    name_masked: Mapped[str | None] = mapped_column(String(200))
+    """An individual business's name with its owner's name in it masked (``张建国小吃店``
+    -> ``张**小吃店``), shown wherever the owner is; null when the name holds no owner's
+    name (then the name itself is safe to show)."""
     entity_type: Mapped[str] = mapped_column(String(32))
     registration_status: Mapped[str] = mapped_column(String(16))
     registered_on: Mapped[date | None] = mapped_column(Date)

@@ -22,6 +22,22 @@ def test_request_id_is_echoed_or_generated(client: TestClient) -> None:
     assert hostile.startswith("req_")
 
 
+@pytest.mark.parametrize(
+    "sent",
+    ["3f2b6c1e-9d4a-4c6e-8f0a-1b2c3d4e5f60", "01JD5Z8Q2W/abc+def==", "job 42:step=3", "a" * 64],
+)
+def test_common_request_id_forms_are_echoed(client: TestClient, sent: str) -> None:
+    response = client.get("/v1/credit-checks", headers={"X-Request-ID": sent})
+    assert response.headers["x-request-id"] == sent
+    assert response.json()["request_id"] == sent  # the 401 problem names it too
+
+
+@pytest.mark.parametrize("sent", ["a" * 65, " leading", "trailing ", 'say "hi"', "<b>", "é"])
+def test_other_request_ids_are_replaced(client: TestClient, sent: str) -> None:
+    response = client.get("/healthz", headers={"X-Request-ID": sent.encode("utf-8")})  # type: ignore[dict-item]
+    assert response.headers["x-request-id"].startswith("req_")
+
+
 def test_unknown_route_is_a_problem_without_echo(client: TestClient) -> None:
     response = client.get("/v1/nothing-here-<script>alert(1)</script>")
     assert response.status_code == 404

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from schemas.credit_checks import BatchResponse
+from schemas.credit_checks import MAX_BATCH_BODY_BYTES, BatchResponse
 from schemas.uscc import ALPHABET
 from service.models import AuditEvent, CreditCheck
 from tests.fixtures.factories import Factory, random_uscc
@@ -179,3 +180,29 @@ def test_a_batch_takes_one_burst_unit_per_started_hundred_items(
     assert third.status_code == 200
     assert '"burst";r=0;' in third.headers["ratelimit"]
     assert used_today(client, headers) == 412
+
+
+def test_the_largest_valid_batch_fits_however_the_client_escapes_it(
+    client: TestClient, factory: Factory
+) -> None:
+    """1000 items with 200-character Chinese references, every character escaped as
+    Python's json.dumps does: 1.25 MB, over the 1 MiB other bodies are held to."""
+    headers = platform(
+        factory,
+        plan=ensure_plan(factory, "test-roomy-batch", rate=1000.0, burst=1000, quota=100_000),
+    )
+    code = factory.merchant()
+    items = [{"uscc": code, "reference": "审" * 200} for _ in range(1000)]
+    body = json.dumps({"purpose": "ONBOARDING", "items": items}).encode()
+    assert len(body) > 1_048_576
+    response = client.post(
+        PATH, content=body, headers={**headers, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 200, response.text[:300]
+    assert len(response.json()["results"]) == 1000
+    too_big = client.post(
+        PATH,
+        content=b" " * (MAX_BATCH_BODY_BYTES + 1),
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert too_big.status_code == 413

@@ -156,3 +156,39 @@ def test_a_92_code_loaded_as_another_type_still_masks_its_owner(
         client, platform(factory, "credit:check credit:pii"), uscc, consent_ref="auth-92"
     )
     assert unmasked.json()["merchant"]["legal_representative"] == OWNER
+
+
+@pytest.mark.parametrize(
+    ("name", "masked"),
+    [("欧阳娜娜", "欧***"), ("河西区欧阳娜娜小吃店", "河西区欧***小吃店")],
+    ids=["named-after-owner", "owner-in-trade-name"],
+)
+def test_the_owners_name_in_the_business_name_is_masked_too(
+    client: TestClient, factory: Factory, db: Any, name: str, masked: str
+) -> None:
+    admin = factory.headers("admin:data")
+    uscc = random_uscc("92")
+    body = {
+        "uscc": uscc,
+        "name": name,
+        "entity_type": "INDIVIDUAL_BUSINESS",
+        "registration_status": "ACTIVE",
+        "legal_representative": OWNER,
+    }
+    put = client.put(f"/v1/admin/merchants/{uscc}", json=body, headers=admin)
+    assert put.status_code == 201, put.text
+    single = check(client, platform(factory, "credit:check credit:detail"), uscc)
+    assert single.json()["merchant"]["name"] == masked
+    batch = client.post(
+        "/v1/credit-checks/batch",
+        json={"purpose": "ONBOARDING", "items": [{"uscc": uscc}]},
+        headers=platform(factory, "credit:check credit:pii"),
+    )
+    assert batch.json()["results"][0]["check"]["merchant"]["name"] == masked  # never unmasked
+    for response in (single, batch):
+        assert OWNER not in response.text
+    unmasked = check(client, platform(factory, "credit:check credit:pii"), uscc, consent_ref="c")
+    assert unmasked.json()["merchant"]["name"] == name
+    events = db.scalars(select(AuditEvent).where(AuditEvent.uscc == uscc)).all()
+    assert events
+    assert all(OWNER not in str(event.details) for event in events)  # the trail: masked only
