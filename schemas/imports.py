@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from schemas.common import USCCInput
 from schemas.merchants import MerchantFields, RecordFields
@@ -21,6 +21,13 @@ class MerchantLine(MerchantFields):
 
     kind: Literal["merchant"]
     uscc: USCCInput
+    legacy_code: StrictBool | None = Field(  # type: ignore[assignment]
+        default=None,
+        description="A code that fails only the GB 32100 check character is authoritative "
+        "data's legacy code (DOMAIN.md): the line is accepted and the merchant flagged "
+        "(legacy_code: true), and the report lists the line in legacy_lines. `false` refuses "
+        "such a code instead; `true` says so in advance.",
+    )
 
 
 class RecordLine(RecordFields):
@@ -48,6 +55,12 @@ class ImportResult(BaseModel):
         description="Rejected lines, first ones by line number (capped; see rejected_count)"
     )
     rejected_count: int = Field(description="All rejected lines")
+    legacy_lines: list[int] = Field(
+        default_factory=list,
+        description="Merchant lines stored as legacy codes (a code failing only the check "
+        "character), first ones by line number (capped like rejected), for review",
+    )
+    legacy_count: int = Field(default=0, description="All merchant lines stored as legacy codes")
     dry_run: bool = Field(description="True: validated only, nothing was written")
     lines: int = Field(description="Non-blank lines read (blank lines are skipped)")
     merchants: KindCounts

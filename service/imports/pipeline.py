@@ -89,6 +89,8 @@ class ImportReport:
     rejected: list[Rejection] = field(default_factory=list)
     rejected_count: int = 0
     lines: int = 0
+    legacy_lines: list[int] = field(default_factory=list)
+    legacy_count: int = 0
 
     @property
     def accepted(self) -> int:
@@ -109,9 +111,17 @@ class ImportReport:
             self.trim(cap)
 
     def trim(self, cap: int) -> None:
-        """Keep the first ``cap`` rejections by line number."""
+        """Keep the first ``cap`` rejections (and legacy lines) by line number."""
         self.rejected.sort(key=lambda r: r.number)
         del self.rejected[cap:]
+        self.legacy_lines.sort()
+        del self.legacy_lines[cap:]
+
+    def note_legacy(self, number: int, cap: int) -> None:
+        self.legacy_count += 1
+        self.legacy_lines.append(number)
+        if len(self.legacy_lines) > 2 * cap:
+            self.trim(cap)
 
     def counts(self) -> dict[str, object]:
         """Counts only: what the audit trail keeps of an import."""
@@ -122,6 +132,7 @@ class ImportReport:
             "updated": self.updated,
             "unchanged": self.unchanged,
             "rejected_count": self.rejected_count,
+            "legacy_count": self.legacy_count,
         }
 
     def to_result(self) -> ImportResult:
@@ -136,6 +147,8 @@ class ImportReport:
                 for r in self.rejected
             ],
             rejected_count=self.rejected_count,
+            legacy_lines=self.legacy_lines,
+            legacy_count=self.legacy_count,
             dry_run=self.dry_run,
             lines=self.lines,
             merchants=KindCounts(**vars(self.merchants)),
@@ -151,6 +164,8 @@ class _Outcome:
     records: Counts = field(default_factory=Counts)
     rejections: list[Rejection] = field(default_factory=list)
     deferred: list[RecordItem] = field(default_factory=list)
+    legacy: list[int] = field(default_factory=list)
+    """Line numbers of merchants stored as legacy codes."""
 
 
 @dataclass
@@ -308,6 +323,8 @@ class ImportPipeline:
         self.report.records.add(outcome.records)
         for rejection in outcome.rejections:
             self.report.reject(rejection, self._max_reported)
+        for number in outcome.legacy:
+            self.report.note_legacy(number, self._max_reported)
         for item in outcome.deferred:
             raw = item.raw()
             self._deferred.write(b"%d %d\n" % (item.number, len(raw)))
@@ -348,9 +365,11 @@ class ImportPipeline:
             was_legacy = (
                 seen[1] if seen is not None else bool(row is not None and row["legacy_code"])
             )
-            if item.code.checksum_failed and not (item.line.legacy_code or was_legacy):
+            if item.code.checksum_failed and item.line.legacy_code is False and not was_legacy:
                 outcome.rejections.append(Rejection(item.number, [("uscc", _CHECKSUM)]))
                 continue
+            if item.code.checksum_failed:
+                outcome.legacy.append(item.number)
             state = merchant_state(item.line, legacy=item.code.checksum_failed)
             digest = self._codec.digest(code, state)
             present.add(code)

@@ -166,24 +166,50 @@ def test_record_of_existing_merchant(
     assert report["accepted"] == 1
 
 
-def test_legacy_codes(client: TestClient, admin: dict[str, str], db: Session) -> None:
-    valid = random_uscc()
-    legacy = valid[:-1] + ALPHABET[(ALPHABET.index(valid[-1]) + 1) % len(ALPHABET)]
+def _legacy_of(valid: str) -> str:
+    """``valid`` with a wrong check character: what authoritative data's legacy codes are."""
+    return valid[:-1] + ALPHABET[(ALPHABET.index(valid[-1]) + 1) % len(ALPHABET)]
+
+
+def test_legacy_codes_are_accepted_flagged_and_listed(
+    client: TestClient, admin: dict[str, str], db: Session
+) -> None:
+    """DOMAIN.md: "the registry accepts them on import with a flag, and lookups find them"
+    (the contract's line shape needs no field of ours for it)."""
+    legacy, announced, refused = (_legacy_of(random_uscc()) for _ in range(3))
     report = run(
         client,
         admin,
         ndjson(
             merchant_line(legacy),
-            merchant_line(legacy, legacy_code=True),
+            merchant_line(announced, legacy_code=True),
+            merchant_line(refused, legacy_code=False),  # the source says: not a legacy code
             record_line(legacy),
         ),
     )
-    assert report["rejected"][0]["line"] == 1
+    assert [r["line"] for r in report["rejected"]] == [3]
     assert report["rejected"][0]["errors"][0]["field"] == "uscc"
-    assert report["accepted"] == 2
-    row = db.get(Merchant, legacy)
-    assert row is not None
-    assert row.legacy_code is True
+    assert report["accepted"] == 3
+    assert report["legacy_lines"] == [1, 2]
+    assert report["legacy_count"] == 2
+    for code in (legacy, announced):
+        row = db.get(Merchant, code)
+        assert row is not None
+        assert row.legacy_code is True
+    assert db.get(Merchant, refused) is None
+    found = client.get(f"/v1/admin/merchants/{legacy.lower()}", headers=admin)
+    assert found.status_code == 200
+    assert found.json()["legacy_code"] is True
+
+
+def test_a_code_failing_more_than_its_check_character_is_never_legacy(
+    client: TestClient, admin: dict[str, str]
+) -> None:
+    report = run(
+        client, admin, ndjson(merchant_line("91120000MA05ABCDE"), merchant_line("91I2000"))
+    )
+    assert [r["line"] for r in report["rejected"]] == [1, 2]
+    assert report["legacy_lines"] == []
 
 
 def test_same_key_twice_in_one_file(client: TestClient, admin: dict[str, str], db: Session) -> None:
