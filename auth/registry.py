@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from auth.secrets import hash_secret, new_client_id, new_client_secret, verify_secret
 from schemas.clients import ClientCreate, ClientUpdate, RatePlanIn
-from schemas.enums import AuthMethod, ClientStatus
+from schemas.enums import AuthMethod, ClientStatus, Purpose, Scope
 from schemas.uscc import USCCError, validate_uscc
 from service.db.base import utcnow
 from service.models import OAuthClient, RatePlanRow
@@ -143,6 +143,15 @@ def _unique(items: Sequence[str]) -> list[str]:
 
 
 # ---- commands ------------------------------------------------------------------------------
+def _purposes_of(data: ClientCreate) -> list[str]:
+    """The purposes asked for; omitted, every purpose for a client that checks merchants."""
+    if data.purposes is not None:
+        return [purpose.value for purpose in data.purposes]
+    if Scope.CREDIT_CHECK in data.scopes:
+        return [purpose.value for purpose in Purpose]
+    return []
+
+
 def create_client(session: Session, data: ClientCreate) -> tuple[OAuthClient, str | None]:
     _require_plan(session, data.rate_plan)
     jwks: dict[str, Any] | None = None
@@ -165,7 +174,7 @@ def create_client(session: Session, data: ClientCreate) -> tuple[OAuthClient, st
         name=data.name,
         platform_uscc=_validate_platform_uscc(data.platform_uscc),
         scopes=_unique(data.scopes),
-        purposes=_unique(data.purposes),
+        purposes=_unique(_purposes_of(data)),
         rate_plan=data.rate_plan,
         status=ClientStatus.ACTIVE.value,
         token_endpoint_auth_method=data.token_endpoint_auth_method.value,

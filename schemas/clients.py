@@ -21,7 +21,13 @@ class ClientCreate(StrictModel):
     name: ShortText
     platform_uscc: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     scopes: list[Scope] = Field(min_length=1, max_length=6)
-    purposes: list[Purpose] = Field(default_factory=list, max_length=5)
+    purposes: list[Purpose] | None = Field(
+        default=None,
+        max_length=5,
+        description="The purposes its checks may state. Omitted: every purpose for a client "
+        "with credit:check (as an omitted scope means every registered scope), none for "
+        "others; [] none.",
+    )
     rate_plan: PlanName = "standard"
     token_endpoint_auth_method: AuthMethod = AuthMethod.CLIENT_SECRET_BASIC
     jwks: JWKSet | None = None

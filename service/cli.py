@@ -96,7 +96,13 @@ def clients_create(
     scopes: Annotated[
         str, typer.Option("--scopes", help='Space-separated, e.g. "credit:check credit:detail"')
     ],
-    purposes: Annotated[str, typer.Option("--purposes", help="Space-separated purposes")] = "",
+    purposes: Annotated[
+        str | None,
+        typer.Option(
+            "--purposes",
+            help="Space-separated purposes (default: every purpose, for a credit:check client)",
+        ),
+    ] = None,
     rate_plan: Annotated[str, typer.Option("--rate-plan", help="Rate plan name")] = "standard",
     platform_uscc: Annotated[
         str | None, typer.Option("--platform-uscc", help="The platform's own USCC")
@@ -119,7 +125,7 @@ def clients_create(
         data = ClientCreate(
             name=name,
             scopes=scopes.split(),
-            purposes=purposes.replace(",", " ").split(),
+            purposes=None if purposes is None else purposes.replace(",", " ").split(),
             rate_plan=rate_plan,
             platform_uscc=platform_uscc,
         )
