@@ -19,6 +19,7 @@ from auth.router import router as oauth_router
 from schemas.credit_checks import MAX_BATCH_BODY_BYTES
 from service import health
 from service.credit_checks.fast_path import FastCheckMiddleware
+from service.db import wal_checkpointer
 from service.db.migrate import ensure_current
 from service.logging import configure_logging
 from service.middleware import RequestEnvelopeMiddleware
@@ -114,6 +115,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     state.serving_loop = None
     state.readiness = Readiness(runtime)
     install_audit(state, runtime)
+    checkpointer = wal_checkpointer.for_engine(runtime.engine)
+    if checkpointer is not None:
+        state.background_starters.append(checkpointer.start)
+        state.background_stoppers.append(checkpointer.stop)
 
     install_problem_handlers(app, authorize_before_body=authorize_before_body)
     app.include_router(oauth_router)

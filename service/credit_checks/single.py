@@ -214,7 +214,7 @@ def issue_group(
     now: datetime,
 ) -> IssuedGroup:
     """Answer every request (see the module docstring), reading on ``connection``."""
-    subjects = repository.load_subjects(connection, _codes(requests), policy_day(now))
+    subjects = read_subjects(connection, requests, now)
     screened = [_before_charge(r, issuer_for, subjects) for r in requests]
     charges = charge_each(_to_charge(requests, screened))
     return _decide(connection.dialect, requests, screened, subjects, charges, now)
@@ -233,6 +233,26 @@ async def issue_group_async(
     subjects = await repository.load_subjects_async(
         connection, dialect, _codes(requests), policy_day(now)
     )
+    return await decide_group_async(dialect, requests, subjects, issuer_for, charge_each, now)
+
+
+def read_subjects(
+    connection: Connection, requests: Sequence[CheckRequest], now: datetime
+) -> dict[str, repository.Subject]:
+    """Step 1 of the module docstring on its own: the group's merchants and records."""
+    return repository.load_subjects(connection, _codes(requests), policy_day(now))
+
+
+async def decide_group_async(
+    dialect: Dialect,
+    requests: Sequence[CheckRequest],
+    subjects: dict[str, repository.Subject],
+    issuer_for: IssuerFor,
+    charge_each: AsyncChargeEach,
+    now: datetime,
+) -> IssuedGroup:
+    """Steps 2 to 5 of the module docstring, once the group's subjects are read, with the
+    limiter's round trip awaited."""
     screened = [_before_charge(r, issuer_for, subjects) for r in requests]
     charges = await charge_each(_to_charge(requests, screened))
     return _decide(dialect, requests, screened, subjects, charges, now)

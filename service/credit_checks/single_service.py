@@ -5,21 +5,35 @@ one group: one read, one charge to the limiter, one write, then each request is 
 recorded (its audit event is written), so a request whose group failed leaves no success
 and gets a clean 503.
 
-On PostgreSQL the groups are tasks of the event loop (``loop_coalescer.py``): the read and
-the write on the loop's own connections (``service.db.async_pg``), the limiter's round
-trip awaited; a group lets the next one form once it is read and decided, before its
-write. On SQLite they run on the coalescer's worker thread (``coalescer.py``), which reads
-and decides, lets the next group form, then writes in one transaction behind the write
-gate (SQLite's one writer, as for batches).
+The groups are tasks of the event loop that serves the app (``loop_coalescer.py``); a
+group lets the next one form once it is read and decided, before its write.
+
+* On PostgreSQL the read and the write run on the loop's own connections
+  (``service.db.async_pg``), the limiter's round trip awaited.
+* On SQLite the read, the decision and the write run on the loop itself, without a
+  thread hand-off or contention for the GIL: SQLite is in the process, and its work is
+  CPU. Only waiting is left to the writer thread: for the write gate (SQLite's one
+  writer, taken at once when free) and, when another writer that does not take the gate
+  holds SQLite's lock, for that lock (the loop's own attempt never waits: busy_timeout
+  0). The WAL's checkpoints are the checkpointer thread's
+  (``service.db.wal_checkpointer``), never a commit's on the loop (bench/RESULTS.md,
+  tenth pass).
+
+A request that comes on another event loop (a test's own, or an app served without its
+lifespan) is issued by the thread coalescer (``coalescer.py``) the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy.exc import OperationalError
 
 from auth.principal import Principal
 from service.credit_checks.coalescer import Coalescer, CoalescerStopped
@@ -28,19 +42,24 @@ from service.credit_checks.loop_coalescer import Formed, LoopCoalescer
 from service.credit_checks.receipt import ReceiptSigner
 from service.credit_checks.runner import check_runner
 from service.credit_checks.single import (
+    AsyncChargeEach,
     CheckRequest,
     CheckResult,
+    IssuedGroup,
     IssuerFor,
+    decide_group_async,
     forget_issued,
     issue_group,
     issue_group_async,
     mark_recorded,
+    read_subjects,
     store_group,
     store_group_async,
 )
 from service.db.async_pg import AsyncConnections, ConnectionsClosed
-from service.db.engine import is_sqlite
+from service.db.engine import SQLITE_BUSY_TIMEOUT_MS, is_sqlite
 from service.db.round_trips import without_transaction
+from service.db.write_gate import write_gate
 from service.policy.cache import policy_cache
 from service.problems import ProblemError
 from service.ratelimit.charging import ChargeOutcome, charge_each, charge_each_async
@@ -51,8 +70,7 @@ from service.usage.plans import rate_plans
 log = logging.getLogger("creditshare.checks")
 
 SQLITE_WORKERS = 1
-"""SQLite has one writer. (Handling groups on the event loop itself, without a thread, was
-measured too: no better within the noise, and the loop would block on the write gate.)"""
+"""SQLite has one writer (the thread coalescer, for a loop that does not serve the app)."""
 SERVER_DB_WORKERS = 3
 """On a server database, when the event loop cannot have the groups (another loop than
 the one they belong to): one group forms while two others write (bench/RESULTS.md, sixth
@@ -60,6 +78,9 @@ pass)."""
 LOOP_GROUPS = 3
 """Groups in progress at once per event loop, each with a connection of its own: one
 forming, two writing (as the threads were; bench/RESULTS.md, ninth pass)."""
+SQLITE_LOOP_GROUPS = 2
+"""On SQLite: one group forming while another writes or waits for the write gate
+(bench/RESULTS.md, tenth pass)."""
 MAX_GROUP = 128
 
 
@@ -78,8 +99,6 @@ class SingleChecks:
     async def submit(self, request: CheckRequest) -> CheckResult:
         """The request's answer; ``503`` once the service is shutting down."""
         try:
-            if self._one_writer:
-                return await self._coalescer.submit(request)
             loop = asyncio.get_running_loop()
             if loop is not self._state.serving_loop:
                 # Not the loop that serves the app (and will close what is bound to it):
@@ -143,21 +162,32 @@ class SingleChecks:
 
 
 class _LoopGroups:
-    """The groups of one event loop, on PostgreSQL (see the module docstring)."""
+    """The groups of one event loop (see the module docstring)."""
 
     def __init__(self, state: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._state = state
-        self._connections = AsyncConnections(state.engine.url, LOOP_GROUPS)
+        self._connections: AsyncConnections | None = None
+        self._writer: ThreadPoolExecutor | None = None
+        self._gate = write_gate(state.engine)
+        if is_sqlite(state.engine):
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="credit-checks-writer")
+            concurrency = SQLITE_LOOP_GROUPS
+        else:
+            self._connections = AsyncConnections(state.engine.url, LOOP_GROUPS)
+            concurrency = LOOP_GROUPS
         self.groups: LoopCoalescer[CheckRequest, CheckResult] = LoopCoalescer(
-            self._issue, concurrency=LOOP_GROUPS, max_group=MAX_GROUP, name="credit-checks"
+            self._issue, concurrency=concurrency, max_group=MAX_GROUP, name="credit-checks"
         )
 
     async def stop(self) -> None:
         try:
             await self.groups.stop()
         finally:
-            await self._connections.close()
+            if self._connections is not None:
+                await self._connections.close()
+            if self._writer is not None:
+                await asyncio.to_thread(self._writer.shutdown)
 
     async def _issue(self, requests: list[CheckRequest], formed: Formed) -> list[CheckResult]:
         state = self._state
@@ -174,6 +204,9 @@ class _LoopGroups:
             clients = [(p.client_id, p.rate_plan) for p in principals]
             return await charge_each_async(state.limiter, plans, clients)
 
+        if self._writer is not None:
+            return await self._issue_on_sqlite(requests, formed, issuer_for, charge, now)
+        assert self._connections is not None
         committed = False
         try:
             async with self._connections.connection() as connection:
@@ -189,6 +222,98 @@ class _LoopGroups:
                 forget_issued(requests)
             raise
         return group.results
+
+    async def _issue_on_sqlite(
+        self,
+        requests: list[CheckRequest],
+        formed: Formed,
+        issuer_for: IssuerFor,
+        charge: AsyncChargeEach,
+        now: datetime,
+    ) -> list[CheckResult]:
+        """SQLite (see the module docstring): read, decide and write on the loop itself;
+        only waiting (for the write gate, or for a writer that does not take it) is done
+        on the writer thread."""
+        engine = self._state.engine
+        try:
+            with engine.connect() as reading:
+                subjects = read_subjects(reading, requests, now)
+            group = await decide_group_async(
+                engine.dialect, requests, subjects, issuer_for, charge, now
+            )
+        except BaseException:
+            forget_issued(requests)
+            raise
+        formed()
+        await self._enter_gate()
+        if self._write_now(requests, group):
+            self._gate.release()
+        else:
+            # SQLite's lock is another writer's, one that does not take the gate (an
+            # administrator's change, say): wait for it on the thread, not on the loop.
+            await self.loop.run_in_executor(self._writer, self._write_waiting, requests, group)
+        return group.results
+
+    async def _enter_gate(self) -> None:
+        """The write gate, taken at once if free, else waited for on the writer thread.
+        Cancelled while waiting, the gate is released as soon as the thread gets it."""
+        gate = self._gate
+        if gate.try_acquire():
+            return
+        acquiring = self.loop.run_in_executor(self._writer, gate.acquire)
+        try:
+            await asyncio.shield(acquiring)
+        except asyncio.CancelledError:
+            acquiring.add_done_callback(
+                lambda done: (
+                    gate.release() if not done.cancelled() and done.exception() is None else None
+                )
+            )
+            raise
+
+    def _write_now(self, requests: list[CheckRequest], group: IssuedGroup) -> bool:
+        """On the loop, holding the gate: the group in one transaction without waiting for
+        SQLite's lock (False, nothing written, if another writer holds it); once committed,
+        each request is marked recorded. On any error the gate is released."""
+        try:
+            with self._state.engine.connect() as connection:
+                # On the driver's connection, outside SQLAlchemy's transaction (a statement
+                # through the Connection would begin one).
+                driver = connection.connection.driver_connection
+                assert isinstance(driver, sqlite3.Connection)
+                driver.execute("PRAGMA busy_timeout=0")
+                try:
+                    with connection.begin():
+                        store_group(connection, group)
+                except OperationalError as exc:
+                    if getattr(exc.orig, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
+                        raise
+                    return False
+                finally:
+                    driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        except BaseException:
+            self._gate.release()
+            forget_issued(requests)
+            raise
+        mark_recorded(requests, group)
+        return True
+
+    def _write_waiting(self, requests: list[CheckRequest], group: IssuedGroup) -> None:
+        """On the writer thread, holding the gate: the group in one transaction, waiting for
+        SQLite's lock as long as the engine does; then the gate is released. (It is released
+        here, not on the loop: the write goes on should the group be cancelled meanwhile.)"""
+        committed = False
+        try:
+            with self._state.engine.begin() as connection:
+                store_group(connection, group)
+            committed = True
+            mark_recorded(requests, group)
+        except BaseException:
+            if not committed:
+                forget_issued(requests)
+            raise
+        finally:
+            self._gate.release()
 
 
 def _cached(state: Any, plan_names: set[str]) -> bool:

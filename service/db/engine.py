@@ -21,12 +21,21 @@ def normalize_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+"""How long a SQLite writer waits for another's lock (in SQLite's busy handler)."""
+WAL_BACKSTOP_PAGES = 16_384
+"""A write-ahead log this long (64 MiB in 4 KiB pages) is checkpointed by the commit that
+reached it, as SQLite does by default at 1000 pages; below it, by the API's checkpointer
+(``service.db.wal_checkpointer``)."""
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA wal_autocheckpoint={WAL_BACKSTOP_PAGES}")
     cursor.close()
 
 
@@ -42,7 +51,7 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             normalized,
-            connect_args={"check_same_thread": False, "timeout": 10},
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=False,

@@ -52,22 +52,54 @@ class WriteGate:
             self._fd, self._fd_pid = fd, os.getpid()
         return self._fd
 
+    def try_acquire(self) -> bool:
+        """Take the gate if nobody holds it, without waiting (then :meth:`release`)."""
+        if not self.enabled:
+            return True
+        if not self._thread_lock.acquire(blocking=False):
+            return False
+        try:
+            fd = self._file()
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another process holds it
+            self._thread_lock.release()
+            return False
+        except BaseException:
+            self._thread_lock.release()
+            raise
+        return True
+
+    def acquire(self) -> None:
+        """Take the gate, waiting (then :meth:`release`, from any thread)."""
+        if not self.enabled:
+            return
+        self._thread_lock.acquire()
+        try:
+            fd = self._file()
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # releases the GIL while it waits
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def release(self) -> None:
+        if not self.enabled:
+            return
+        try:
+            if self._lock_path is not None and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
     @contextmanager
     def hold(self) -> Iterator[None]:
         """Held around one write transaction (no-op when the gate is disabled)."""
-        if not self.enabled:
+        self.acquire()
+        try:
             yield
-            return
-        with self._thread_lock:
-            fd = self._file()
-            if fd is None:
-                yield
-                return
-            fcntl.flock(fd, fcntl.LOCK_EX)  # releases the GIL while it waits
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self.release()
 
 
 _gates: weakref.WeakKeyDictionary[Engine, WriteGate] = weakref.WeakKeyDictionary()

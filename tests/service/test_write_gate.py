@@ -252,3 +252,64 @@ def test_the_lock_file_is_closed_with_its_engine(tmp_path: Path) -> None:
     del engine
     gc.collect()
     assert _open_lock_files(lock_path) == 0
+
+
+# ---- taking the gate without a context manager (the event loop's writes) --------------------
+
+
+def test_try_acquire_takes_a_free_gate_and_not_a_held_one(tmp_path: Path) -> None:
+    gate = write_gate(create_engine(f"sqlite:///{(tmp_path / 'try.db').as_posix()}"))
+    assert gate.try_acquire()
+    assert _try_flock(tmp_path / "try.db-writegate") == 3  # held for other processes too
+    taken: list[bool] = []
+    other = threading.Thread(target=lambda: taken.append(gate.try_acquire()))
+    other.start()
+    other.join(WAIT)
+    assert taken == [False]  # and for other threads, without waiting
+    gate.release()
+    assert _try_flock(tmp_path / "try.db-writegate") == 0
+    assert gate.try_acquire()
+    gate.release()
+
+
+def test_try_acquire_fails_while_another_process_holds_the_gate(tmp_path: Path) -> None:
+    url = f"sqlite:///{(tmp_path / 'other.db').as_posix()}"
+    gate = write_gate(create_engine(url))
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLD_GATE, url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    ) as holder:
+        assert holder.stdin is not None
+        assert holder.stdout is not None
+        try:
+            assert holder.stdout.readline().strip() == "held"
+            assert not gate.try_acquire()
+        finally:
+            holder.stdin.write("\n")
+            holder.stdin.flush()
+            holder.wait(30)
+    assert gate.try_acquire()
+    gate.release()
+
+
+def test_acquired_on_one_thread_released_on_another(tmp_path: Path) -> None:
+    """The loop waits for the gate on the writer thread and releases it itself."""
+    gate = write_gate(create_engine(f"sqlite:///{(tmp_path / 'handoff.db').as_posix()}"))
+    worker = threading.Thread(target=gate.acquire)
+    worker.start()
+    worker.join(WAIT)
+    assert not gate.try_acquire()
+    gate.release()
+    assert gate.try_acquire()
+    gate.release()
+
+
+def test_acquire_and_release_are_no_ops_when_disabled() -> None:
+    gate = write_gate(create_engine("sqlite://"))
+    assert gate.try_acquire()
+    assert gate.try_acquire()  # nothing to wait for
+    gate.acquire()
+    gate.release()
