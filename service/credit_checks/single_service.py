@@ -12,12 +12,12 @@ group lets the next one form once it is read and decided, before its write.
   (``service.db.async_pg``), the limiter's round trip awaited.
 * On SQLite the read, the decision and the write run on the loop itself, without a
   thread hand-off or contention for the GIL: SQLite is in the process, and its work is
-  CPU. Only waiting is left to the writer thread: for the write gate (SQLite's one
-  writer, taken at once when free) and, when another writer that does not take the gate
-  holds SQLite's lock, for that lock (the loop's own attempt never waits: busy_timeout
-  0). The WAL's checkpoints are the checkpointer thread's
-  (``service.db.wal_checkpointer``), never a commit's on the loop (bench/RESULTS.md,
-  tenth pass).
+  CPU. Only waiting for the write gate (SQLite's one writer; taken at once when free) is
+  left to the writer thread. When a writer that does not take the gate holds SQLite's
+  lock, the loop does not wait for it either: its attempt fails at once (busy_timeout
+  0), gives the gate back and is made again a little later. The WAL's checkpoints are the
+  checkpointer thread's (``service.db.wal_checkpointer``), never a commit's on the loop
+  (bench/RESULTS.md, tenth pass).
 
 A request that comes on another event loop (a test's own, or an app served without its
 lifespan) is issued by the thread coalescer (``coalescer.py``) the same way.
@@ -81,6 +81,10 @@ forming, two writing (as the threads were; bench/RESULTS.md, ninth pass)."""
 SQLITE_LOOP_GROUPS = 2
 """On SQLite: one group forming while another writes or waits for the write gate
 (bench/RESULTS.md, tenth pass)."""
+BUSY_RETRY_FIRST_SECONDS = 0.001
+BUSY_RETRY_MAX_SECONDS = 0.05
+"""A write that found SQLite's lock taken by a writer outside the gate is tried again
+after 1 ms, then twice as long each time, at most 50 ms apart."""
 MAX_GROUP = 128
 
 
@@ -232,31 +236,52 @@ class _LoopGroups:
         now: datetime,
     ) -> list[CheckResult]:
         """SQLite (see the module docstring): read, decide and write on the loop itself;
-        only waiting (for the write gate, or for a writer that does not take it) is done
-        on the writer thread."""
+        only waiting for the write gate is done on the writer thread."""
         engine = self._state.engine
+        committed = False
         try:
             with engine.connect() as reading:
                 subjects = read_subjects(reading, requests, now)
             group = await decide_group_async(
                 engine.dialect, requests, subjects, issuer_for, charge, now
             )
+            formed()
+            await self._store(group)
+            committed = True
+            mark_recorded(requests, group)
         except BaseException:
-            forget_issued(requests)
+            if not committed:
+                forget_issued(requests)
             raise
-        formed()
-        await self._enter_gate()
-        if self._write_now(requests, group):
-            self._gate.release()
-        else:
-            # SQLite's lock is another writer's, one that does not take the gate (an
-            # administrator's change, say): wait for it on the thread, not on the loop.
-            await self.loop.run_in_executor(self._writer, self._write_waiting, requests, group)
         return group.results
 
+    async def _store(self, group: IssuedGroup) -> None:
+        """The group in one transaction, on the loop, holding the write gate. SQLite's lock
+        held by a writer that does not take the gate (an administrator's change, say) is
+        never waited for here (``busy_timeout`` 0): the gate is given back and the write
+        tried again a little later, for as long as the engine's writers would wait."""
+        loop = self.loop
+        deadline = loop.time() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        delay = BUSY_RETRY_FIRST_SECONDS
+        while True:
+            await self._enter_gate()
+            try:
+                self._write_now(group)
+            except OperationalError as exc:
+                if not _is_busy(exc) or loop.time() >= deadline:
+                    raise
+            else:
+                return
+            finally:
+                self._gate.release()
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, BUSY_RETRY_MAX_SECONDS)
+
     async def _enter_gate(self) -> None:
-        """The write gate, taken at once if free, else waited for on the writer thread.
-        Cancelled while waiting, the gate is released as soon as the thread gets it."""
+        """The write gate, taken at once if free, else waited for on the writer thread
+        (which only ever waits for the gate: whoever holds it never needs that thread, so
+        it is always given back). Cancelled while waiting, the gate is released as soon as
+        the thread gets it."""
         gate = self._gate
         if gate.try_acquire():
             return
@@ -265,55 +290,29 @@ class _LoopGroups:
             await asyncio.shield(acquiring)
         except asyncio.CancelledError:
             acquiring.add_done_callback(
-                lambda done: (
-                    gate.release() if not done.cancelled() and done.exception() is None else None
-                )
+                lambda done: gate.release()
+                if not done.cancelled() and done.exception() is None
+                else None
             )
             raise
 
-    def _write_now(self, requests: list[CheckRequest], group: IssuedGroup) -> bool:
-        """On the loop, holding the gate: the group in one transaction without waiting for
-        SQLite's lock (False, nothing written, if another writer holds it); once committed,
-        each request is marked recorded. On any error the gate is released."""
-        try:
-            with self._state.engine.connect() as connection:
-                # On the driver's connection, outside SQLAlchemy's transaction (a statement
-                # through the Connection would begin one).
-                driver = connection.connection.driver_connection
-                assert isinstance(driver, sqlite3.Connection)
-                driver.execute("PRAGMA busy_timeout=0")
-                try:
-                    with connection.begin():
-                        store_group(connection, group)
-                except OperationalError as exc:
-                    if getattr(exc.orig, "sqlite_errorcode", None) != sqlite3.SQLITE_BUSY:
-                        raise
-                    return False
-                finally:
-                    driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        except BaseException:
-            self._gate.release()
-            forget_issued(requests)
-            raise
-        mark_recorded(requests, group)
-        return True
+    def _write_now(self, group: IssuedGroup) -> None:
+        """The group's inserts and commit, without waiting for SQLite's lock."""
+        with self._state.engine.connect() as connection:
+            # On the driver's connection, outside SQLAlchemy's transaction (a statement
+            # through the Connection would begin one).
+            driver = connection.connection.driver_connection
+            assert isinstance(driver, sqlite3.Connection)
+            driver.execute("PRAGMA busy_timeout=0")
+            try:
+                with connection.begin():
+                    store_group(connection, group)
+            finally:
+                driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
-    def _write_waiting(self, requests: list[CheckRequest], group: IssuedGroup) -> None:
-        """On the writer thread, holding the gate: the group in one transaction, waiting for
-        SQLite's lock as long as the engine does; then the gate is released. (It is released
-        here, not on the loop: the write goes on should the group be cancelled meanwhile.)"""
-        committed = False
-        try:
-            with self._state.engine.begin() as connection:
-                store_group(connection, group)
-            committed = True
-            mark_recorded(requests, group)
-        except BaseException:
-            if not committed:
-                forget_issued(requests)
-            raise
-        finally:
-            self._gate.release()
+
+def _is_busy(error: OperationalError) -> bool:
+    return getattr(error.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
 
 
 def _cached(state: Any, plan_names: set[str]) -> bool:

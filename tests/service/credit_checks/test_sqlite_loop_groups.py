@@ -1,8 +1,9 @@
 """Single checks on SQLite, issued on the event loop (``single_service._LoopGroups``): a
 writer that holds SQLite's lock without taking the write gate never stalls the loop (the
-group waits for it on the writer thread, then commits); a group waiting for the gate
-held by another thread does not stall the loop either; a failed write leaves nothing
-behind and answers 503."""
+group tries again until it is gone, then commits); a group waiting for the gate held by
+another thread does not stall the loop either; many groups contending with another
+process's writers all commit (no deadlock between the gate's waiters and its holder); a
+failed write leaves nothing behind and answers 503."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from service.models import CreditCheck
 from tests.conftest import make_settings
 from tests.fixtures.databases import using_postgres
 from tests.fixtures.factories import Factory
+from tests.service.credit_checks.support import platform
 
 pytestmark = pytest.mark.skipif(using_postgres(), reason="SQLite's own writer path")
 
@@ -68,7 +70,7 @@ def _count_checks(http: TestClient) -> int:
         return int(session.scalar(select(func.count()).select_from(CreditCheck)) or 0)
 
 
-def test_a_writer_outside_the_gate_is_waited_for_on_the_thread_not_the_loop(
+def test_a_writer_outside_the_gate_is_waited_for_without_stalling_the_loop(
     served: Any,
 ) -> None:
     http, url = served
@@ -143,3 +145,59 @@ def test_a_failed_write_answers_503_stores_nothing_and_frees_the_gate(
     assert _count_checks(http) == before
     assert _gate_frees(write_gate(http.app.state.engine))  # type: ignore[attr-defined]
     assert http.post("/v1/credit-checks", json=body, headers=headers).status_code == 201
+
+
+def test_groups_contending_with_the_gate_and_outside_writers_all_commit(served: Any) -> None:
+    """Checks in parallel while another thread keeps taking the gate (as the sequencer
+    and the checkpointer do) and another connection keeps taking SQLite's lock without it
+    (as an administrator's write does): every check commits, none waits forever."""
+    http, url = served
+    factory = Factory(http)
+    headers = platform(factory)  # a plan no burst of the test exhausts
+    codes = [factory.merchant() for _ in range(8)]
+    before = _count_checks(http)
+    gate = write_gate(http.app.state.engine)  # type: ignore[attr-defined]
+    stop = threading.Event()
+
+    def gate_holder() -> None:
+        while not stop.is_set():
+            with gate.hold():
+                time.sleep(0.002)
+            time.sleep(0.001)
+
+    def outside_writer() -> None:
+        other = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None, timeout=10)
+        try:
+            while not stop.is_set():
+                other.execute("BEGIN IMMEDIATE")
+                time.sleep(0.002)
+                other.execute("COMMIT")
+                time.sleep(0.001)
+        finally:
+            other.close()
+
+    answers: list[int] = []
+    lock = threading.Lock()
+
+    def platform_client(n: int) -> None:
+        for i in range(6):
+            body = {"uscc": codes[(n + i) % len(codes)], "purpose": "ONBOARDING"}
+            status = http.post("/v1/credit-checks", json=body, headers=headers).status_code
+            with lock:
+                answers.append(status)
+
+    noise = [threading.Thread(target=gate_holder), threading.Thread(target=outside_writer)]
+    clients = [threading.Thread(target=platform_client, args=(n,)) for n in range(8)]
+    for thread in noise + clients:
+        thread.start()
+    try:
+        for thread in clients:
+            thread.join(60)
+            assert not thread.is_alive(), "a check never answered"
+    finally:
+        stop.set()
+        for thread in noise:
+            thread.join(WAIT)
+    assert answers == [201] * 48
+    assert _count_checks(http) == before + 48
+    assert _gate_frees(gate)
