@@ -290,9 +290,9 @@ class _LoopGroups:
             await asyncio.shield(acquiring)
         except asyncio.CancelledError:
             acquiring.add_done_callback(
-                lambda done: gate.release()
-                if not done.cancelled() and done.exception() is None
-                else None
+                lambda done: (
+                    gate.release() if not done.cancelled() and done.exception() is None else None
+                )
             )
             raise
 
