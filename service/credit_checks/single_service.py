@@ -208,24 +208,37 @@ class _LoopGroups:
             clients = [(p.client_id, p.rate_plan) for p in principals]
             return await charge_each_async(state.limiter, plans, clients)
 
-        if self._writer is not None:
-            return await self._issue_on_sqlite(requests, formed, issuer_for, charge, now)
-        assert self._connections is not None
-        committed = False
+        stored: list[IssuedGroup] = []  # the group, once committed
         try:
-            async with self._connections.connection() as connection:
-                group = await issue_group_async(
-                    connection, state.engine.dialect, requests, issuer_for, charge, now
-                )
-                formed()
-                await store_group_async(connection, group)
-                committed = True
-            mark_recorded(requests, group)
+            if self._writer is not None:
+                await self._issue_on_sqlite(requests, formed, issuer_for, charge, now, stored)
+            else:
+                await self._issue_on_server(requests, formed, issuer_for, charge, now, stored)
         except BaseException:
-            if not committed:
+            if not stored:
                 forget_issued(requests)
             raise
+        (group,) = stored
+        mark_recorded(requests, group)
         return group.results
+
+    async def _issue_on_server(
+        self,
+        requests: list[CheckRequest],
+        formed: Formed,
+        issuer_for: IssuerFor,
+        charge: AsyncChargeEach,
+        now: datetime,
+        stored: list[IssuedGroup],
+    ) -> None:
+        """PostgreSQL: the read and the write on a connection of the loop's, awaited."""
+        assert self._connections is not None
+        async with self._connections.connection() as connection:
+            dialect = self._state.engine.dialect
+            group = await issue_group_async(connection, dialect, requests, issuer_for, charge, now)
+            formed()
+            await store_group_async(connection, group)
+            stored.append(group)
 
     async def _issue_on_sqlite(
         self,
@@ -234,26 +247,19 @@ class _LoopGroups:
         issuer_for: IssuerFor,
         charge: AsyncChargeEach,
         now: datetime,
-    ) -> list[CheckResult]:
+        stored: list[IssuedGroup],
+    ) -> None:
         """SQLite (see the module docstring): read, decide and write on the loop itself;
         only waiting for the write gate is done on the writer thread."""
         engine = self._state.engine
-        committed = False
-        try:
-            with engine.connect() as reading:
-                subjects = read_subjects(reading, requests, now)
-            group = await decide_group_async(
-                engine.dialect, requests, subjects, issuer_for, charge, now
-            )
-            formed()
-            await self._store(group)
-            committed = True
-            mark_recorded(requests, group)
-        except BaseException:
-            if not committed:
-                forget_issued(requests)
-            raise
-        return group.results
+        with engine.connect() as reading:
+            subjects = read_subjects(reading, requests, now)
+        group = await decide_group_async(
+            engine.dialect, requests, subjects, issuer_for, charge, now
+        )
+        formed()
+        await self._store(group)
+        stored.append(group)
 
     async def _store(self, group: IssuedGroup) -> None:
         """The group in one transaction, on the loop, holding the write gate. SQLite's lock
