@@ -31,7 +31,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.exc import OperationalError
 
@@ -165,6 +165,19 @@ class SingleChecks:
         return group.results
 
 
+class _Issuing(NamedTuple):
+    """What a group is issued with: the last arguments of ``issue_group_async`` and
+    ``decide_group_async``, in their order."""
+
+    issuer_for: IssuerFor
+    charge: AsyncChargeEach
+    now: datetime
+
+
+_Stored = list[IssuedGroup]
+"""A group's one entry once it is committed (empty: nothing was written)."""
+
+
 class _LoopGroups:
     """The groups of one event loop (see the module docstring)."""
 
@@ -202,18 +215,18 @@ class _LoopGroups:
             # Reloading a cache reads the database through the engine: on a thread, so
             # that a slow or unreachable server never blocks the loop (once a second).
             issuer_for, plans = await asyncio.to_thread(_context, state, plan_names)
-        now = datetime.now(UTC)
 
         async def charge(principals: Sequence[Principal]) -> list[ChargeOutcome]:
             clients = [(p.client_id, p.rate_plan) for p in principals]
             return await charge_each_async(state.limiter, plans, clients)
 
-        stored: list[IssuedGroup] = []  # the group, once committed
+        how = _Issuing(issuer_for, charge, datetime.now(UTC))
+        stored: _Stored = []  # the group, once committed
         try:
             if self._writer is not None:
-                await self._issue_on_sqlite(requests, formed, issuer_for, charge, now, stored)
+                await self._issue_on_sqlite(requests, formed, how, stored)
             else:
-                await self._issue_on_server(requests, formed, issuer_for, charge, now, stored)
+                await self._issue_on_server(requests, formed, how, stored)
         except BaseException:
             if not stored:
                 forget_issued(requests)
@@ -223,40 +236,26 @@ class _LoopGroups:
         return group.results
 
     async def _issue_on_server(
-        self,
-        requests: list[CheckRequest],
-        formed: Formed,
-        issuer_for: IssuerFor,
-        charge: AsyncChargeEach,
-        now: datetime,
-        stored: list[IssuedGroup],
+        self, requests: list[CheckRequest], formed: Formed, how: _Issuing, stored: _Stored
     ) -> None:
         """PostgreSQL: the read and the write on a connection of the loop's, awaited."""
         assert self._connections is not None
         async with self._connections.connection() as connection:
             dialect = self._state.engine.dialect
-            group = await issue_group_async(connection, dialect, requests, issuer_for, charge, now)
+            group = await issue_group_async(connection, dialect, requests, *how)
             formed()
             await store_group_async(connection, group)
             stored.append(group)
 
     async def _issue_on_sqlite(
-        self,
-        requests: list[CheckRequest],
-        formed: Formed,
-        issuer_for: IssuerFor,
-        charge: AsyncChargeEach,
-        now: datetime,
-        stored: list[IssuedGroup],
+        self, requests: list[CheckRequest], formed: Formed, how: _Issuing, stored: _Stored
     ) -> None:
         """SQLite (see the module docstring): read, decide and write on the loop itself;
         only waiting for the write gate is done on the writer thread."""
         engine = self._state.engine
         with engine.connect() as reading:
-            subjects = read_subjects(reading, requests, now)
-        group = await decide_group_async(
-            engine.dialect, requests, subjects, issuer_for, charge, now
-        )
+            subjects = read_subjects(reading, requests, how.now)
+        group = await decide_group_async(engine.dialect, requests, subjects, *how)
         formed()
         await self._store(group)
         stored.append(group)
