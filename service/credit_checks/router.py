@@ -11,6 +11,7 @@ stored ones).
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import contextmanager
 from typing import Annotated
 
@@ -73,7 +74,7 @@ RATE_HEADERS = {
     },
 )
 async def create_check(
-    request: Request, body: CreditCheckCreate, principal: CreditCheckAccess
+    request: Request, body: CreditCheckCreate, principal: CreditCheckAccess, gate: RateGateDep
 ) -> Response:
     """Check one merchant: a verdict, its reasons, the records with `credit:detail`, and a
     signed receipt. Counts one check against the quota once the code and purpose are valid
@@ -81,7 +82,10 @@ async def create_check(
     ctx = request.state.audit
     ctx.action = ACTION_CREATE
     ctx.purpose = body.purpose.value
-    check = single_check_request(ctx, principal, body)
+    try:
+        check = single_check_request(ctx, principal, body)
+    except ProblemError as refusal:
+        raise await asyncio.to_thread(gate.with_current_headers, refusal) from None
     result = await single_checks(request.app.state).submit(check)
     if result.problem is not None:
         raise ProblemError(result.problem, extra=result.problem_extra, headers=result.headers)
@@ -126,7 +130,12 @@ def _create_batch(
     # Read and decide first, then write: the write gate (SQLite's one writer) is held
     # only for the inserts and the commit, not while a thousand receipts are signed.
     with request.app.state.sessionmaker() as reading:
-        outcome = batch.create_batch(reading, ctx, issuer, gate.charge, body)
+        try:
+            outcome = batch.create_batch(reading, ctx, issuer, gate.charge, body)
+        except ProblemError as refusal:
+            if refusal.slug != "purpose-not-allowed":  # charged, or the charge's own 429
+                raise
+            raise gate.with_current_headers(refusal) from None
     with runner.transaction_guard(), _transaction(request) as session:
         batch.store_batch(session, ctx, outcome)
     base_url = request.app.state.settings.public_url

@@ -180,6 +180,18 @@ class RateGate:
             raise unavailable() from None
         return admitted(plan, charged, decision)
 
+    def with_current_headers(self, refusal: ProblemError) -> ProblemError:
+        """``refusal`` (one that costs nothing: a malformed code, a purpose not allowed)
+        with the client's rate-limit headers as they stand, as every response of a
+        rate-limited endpoint carries them; as it was if the limiter cannot say. Blocking
+        (the limiter, the plan cache): on a thread."""
+        try:
+            plan, decision = self.peek()
+        except ProblemError:
+            return refusal
+        refusal.headers = {**ratelimit_headers(plan, decision), **refusal.headers}
+        return refusal
+
     def peek(self) -> tuple[RatePlan, Decision]:
         """The plan and the current state, charging nothing."""
         plan = self.plan()

@@ -144,3 +144,32 @@ def test_unreachable_limiter_is_503_never_admitted() -> None:
             attempt()
         assert refused.value.slug == "service-unavailable"
         assert refused.value.headers["Retry-After"] == "1"
+
+
+def test_refusals_that_cost_nothing_still_carry_the_rate_limit_headers(
+    client: TestClient, factory: Factory
+) -> None:
+    """CONTRACT.md: responses to rate-limited endpoints carry RateLimit-Policy and
+    RateLimit, refusals included; the state they show is unchanged by the refusal."""
+    plan = ensure_plan(factory, "test-headers-on-refusals", rate=1.0, burst=5, quota=100)
+    headers = platform(factory, plan=plan, purposes=["ONBOARDING"])
+    uscc = factory.merchant()
+    assert check(client, headers, uscc).status_code == 201
+    refusals = [
+        check(client, headers, "91440300708461136"),  # too short: 422 invalid-uscc
+        client.post(
+            "/v1/credit-checks",
+            json={"uscc": uscc, "purpose": "DISPUTE_HANDLING"},  # not the client's: 403
+            headers=headers,
+        ),
+        client.post(
+            "/v1/credit-checks/batch",
+            json={"purpose": "DISPUTE_HANDLING", "items": [{"uscc": uscc}]},
+            headers=headers,
+        ),
+    ]
+    assert [r.status_code for r in refusals] == [422, 403, 403]
+    for refused in refusals:
+        assert refused.headers["ratelimit-policy"] == '"burst";q=5;w=5, "daily";q=100;w=86400'
+        assert '"daily";r=99;' in refused.headers["ratelimit"]  # the one check made, only
+    assert used_today(client, headers) == 1
