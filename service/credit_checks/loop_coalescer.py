@@ -8,9 +8,10 @@ for the GIL with the loop; while a group waits on a server, the loop goes on rea
 requests and answering others.
 
 The groups form as the coalescer's do: one at a time. A group takes everything waiting
-(up to ``max_group``) when it starts, one turn of the loop after it is created, and the next one starts forming only once
-``process`` calls the ``formed`` callback it is given (its group read and decided, before
-its write), or returns; so the next group gathers every request that arrived meanwhile.
+(up to ``max_group``) when it starts, one turn of the loop after it is created, and the
+next one starts forming only once ``process`` calls the ``formed`` callback it is given
+(its group read and decided, before its write), or returns; so the next group gathers
+every request that arrived meanwhile.
 At most ``concurrency`` groups are in progress at once (one forming, the others writing):
 a group beyond that waits, and its requests with it.
 

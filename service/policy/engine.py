@@ -18,12 +18,13 @@ from datetime import date, datetime, timedelta
 from typing import Protocol, TypedDict
 from zoneinfo import ZoneInfo
 
-from schemas.enums import RecordStatus, RegistrationStatus, Severity, Verdict
+from schemas.enums import RecordStatus, Severity, Verdict
 from service.policy.rules import (
     CATEGORIES,
     POSITIVE_CATEGORIES,
     RANK,
     RANKED,
+    REQUIRED_STATUSES,
     SEVERITIES,
     UNKNOWN_CELL_RANK,
     Rules,
@@ -38,9 +39,7 @@ MAX_PUBLICITY_MONTHS: dict[str, int] = {
     Severity.SERIOUS.value: 36,
 }
 """The longest a negative record of each severity is published (DOMAIN.md)."""
-ALWAYS_RESTRICTED_STATUSES = frozenset(
-    {RegistrationStatus.REVOKED.value, RegistrationStatus.DEREGISTERED.value}
-)
+ALWAYS_RESTRICTED_STATUSES = frozenset(REQUIRED_STATUSES)
 _RESTRICTED_RANK = RANK[Verdict.RESTRICTED.value]
 
 _CATEGORY_ORDER = {c: i for i, c in enumerate(CATEGORIES)}

@@ -26,6 +26,8 @@ REQUIRED_STATUSES: tuple[str, ...] = (
     RegistrationStatus.REVOKED.value,
     RegistrationStatus.DEREGISTERED.value,
 )
+"""The statuses a policy must give a rule for; a merchant in one is RESTRICTED whatever
+its records (DOMAIN.md), so that rule can only be RESTRICTED."""
 
 UNKNOWN_CELL_RANK = RANK[Verdict.CAUTION.value]
 """Rank of a counting record whose category/severity the policy does not name.

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from schemas.enums import Purpose
 from service.cli import app
 from service.settings import Settings
+from tests.fixtures.cli import cli
 from tests.fixtures.factories import Factory
-from tests.service.demo.test_cli import cli
 
 
 def _create(settings: Settings, tmp_path: Path, *extra: str) -> dict[str, str]:

@@ -11,26 +11,13 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
-from typer.testing import CliRunner
 
 from service.cli import app
 from service.db.engine import make_engine
 from service.demo.generator import PUBLISHED_EXAMPLES, generate
 from service.models import CreditRecord, Merchant
 from service.settings import Settings
-from tests.conftest import MASTER_KEY
-
-
-def cli(url: str, data_dir: Path, public_url: str = "http://127.0.0.1:8000") -> CliRunner:
-    return CliRunner(
-        env={
-            "CREDITSHARE_DATABASE_URL": url,
-            "CREDITSHARE_MASTER_KEY": MASTER_KEY,
-            "CREDITSHARE_DATA_DIR": str(data_dir),
-            "CREDITSHARE_PUBLIC_URL": public_url,
-            "CREDITSHARE_ENV": "dev",
-        }
-    )
+from tests.fixtures.cli import cli
 
 
 def registry(url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
