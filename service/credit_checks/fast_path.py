@@ -37,11 +37,13 @@ from service.credit_checks.single import (
     created_headers,
     refused,
     single_check_request,
+    with_rate_state,
 )
 from service.credit_checks.single_service import single_checks
 from service.problems import ProblemError
 from service.problems.handlers import DATABASE_RETRY_AFTER
 from service.problems.render import PROBLEM_CONTENT_TYPE, problem_body
+from service.ratelimit.dependency import gate_for
 
 PATH = "/v1/credit-checks"
 ROUTE_NAME = "credit_checks.create"
@@ -151,6 +153,7 @@ class FastCheckMiddleware:
             result = refused(check.ctx, unavailable)
         except ProblemError as problem:  # e.g. no verdict policy stored: as the route's 503
             result = refused(check.ctx, problem)
+        result = await with_rate_state(result, gate_for(app_state, check.principal))
         status, headers, content = self._response(app_state, check.ctx, result, chinese)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})

@@ -31,7 +31,11 @@ from service.credit_checks import batch, service
 from service.credit_checks.issuing import ACTION_BATCH, ACTION_CREATE
 from service.credit_checks.render import batch_body, page_body
 from service.credit_checks.runner import CheckRunner, check_runner
-from service.credit_checks.single import created_headers, single_check_request
+from service.credit_checks.single import (
+    created_headers,
+    single_check_request,
+    with_rate_state,
+)
 from service.credit_checks.single_service import issuers, single_checks
 from service.db.session import SessionDep, get_session
 from service.openapi_docs import STANDARD, problems
@@ -88,7 +92,8 @@ async def create_check(
         raise await asyncio.to_thread(gate.with_current_headers, refusal) from None
     result = await single_checks(request.app.state).submit(check)
     if result.problem is not None:
-        raise ProblemError(result.problem, extra=result.problem_extra, headers=result.headers)
+        headers = (await with_rate_state(result, gate)).headers
+        raise ProblemError(result.problem, extra=result.problem_extra, headers=headers)
     return Response(result.body, status_code=201, media_type=JSON, headers=created_headers(result))
 
 

@@ -23,9 +23,10 @@ The caller commits and then marks each request's event as recorded.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -54,9 +55,11 @@ from service.db.bulk_insert import (
 )
 from service.policy.engine import policy_day
 from service.problems import ProblemError
-from service.ratelimit.charging import ChargeOutcome
+from service.ratelimit.charging import ChargeOutcome, RateGate
 
 LEGACY_REASON = "checksum"
+FREE_REFUSALS = frozenset({"invalid-uscc", "purpose-not-allowed"})
+"""The refusals that cost nothing (decided before the charge)."""
 _PII_SCOPE = Scope.CREDIT_PII.value
 log = logging.getLogger("creditshare.checks")
 
@@ -114,6 +117,18 @@ def single_check_request(
         legacy=reason is not None,
         purpose_allowed=allowed,
     )
+
+
+async def with_rate_state(result: CheckResult, gate: RateGate) -> CheckResult:
+    """``result``, and if it is a refusal that cost nothing decided in the group (a wrong
+    check character that is no legacy code the registry holds, or then a purpose not
+    allowed), with the client's rate-limit headers as they stand, as the route's own
+    refusals carry them (the limiter peeked on a thread)."""
+    if result.problem not in FREE_REFUSALS or result.headers:
+        return result
+    refusal = ProblemError(result.problem, extra=result.problem_extra)
+    refusal = await asyncio.to_thread(gate.with_current_headers, refusal)
+    return replace(result, headers=refusal.headers)
 
 
 def created_headers(result: CheckResult) -> dict[str, str]:

@@ -162,10 +162,10 @@ def test_invalid_codes_are_422_with_reason_and_cost_nothing(
     assert problem["type"].endswith("/problems/invalid-uscc")
     assert problem["reason"] == reason
     assert code not in response.text  # never echoed
-    # The rate-limit state as it stands (nothing charged); a wrong check character is
-    # decided with the registry lookup (a legacy code is found), in the group, whose
-    # refusals carry no headers.
-    assert ("ratelimit-policy" in response.headers) == (reason != "checksum")
+    # The rate-limit state as it stands (nothing charged), whether the code was refused in
+    # the route or, for a wrong check character, after the registry lookup in the group.
+    assert "ratelimit-policy" in response.headers
+    assert "ratelimit" in response.headers
     assert used_today(client, headers) == before
 
 
@@ -223,6 +223,21 @@ def test_purpose_not_allowed_is_403_and_costs_nothing(
     assert (event.outcome, event.purpose) == ("denied", "DISPUTE_HANDLING")
     assert event.uscc == uscc  # the merchant's access log shows the refused attempt
     assert check(client, headers, uscc, purpose="ONBOARDING").status_code == 201
+
+
+def test_legacy_code_with_a_purpose_not_allowed_is_403_with_rate_headers(
+    client: TestClient, factory: Factory
+) -> None:
+    # Decided in the group (whether the code is a legacy code needs the lookup), and still
+    # answered as the route answers a purpose it refuses: nothing charged, state shown.
+    legacy = _bad_codes()["checksum"]
+    factory.merchant(legacy, legacy_code=True)
+    headers = platform(factory, purposes=["ONBOARDING"])
+    response = check(client, headers, legacy, purpose="DISPUTE_HANDLING")
+    assert response.status_code == 403
+    assert response.json()["type"].endswith("/problems/purpose-not-allowed")
+    assert {"ratelimit", "ratelimit-policy"} <= set(response.headers)
+    assert used_today(client, headers) == 0
 
 
 def test_invalid_code_is_refused_before_the_purpose(client: TestClient, factory: Factory) -> None:
