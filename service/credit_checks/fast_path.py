@@ -35,6 +35,7 @@ from service.credit_checks.single import (
     CheckRequest,
     CheckResult,
     created_headers,
+    lacks_rate_state,
     refused,
     single_check_request,
     with_rate_state,
@@ -153,7 +154,8 @@ class FastCheckMiddleware:
             result = refused(check.ctx, unavailable)
         except ProblemError as problem:  # e.g. no verdict policy stored: as the route's 503
             result = refused(check.ctx, problem)
-        result = await with_rate_state(result, gate_for(app_state, check.principal))
+        if lacks_rate_state(result):
+            result = await with_rate_state(result, gate_for(app_state, check.principal))
         status, headers, content = self._response(app_state, check.ctx, result, chinese)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})

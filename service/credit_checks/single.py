@@ -27,7 +27,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import psycopg
@@ -119,14 +119,20 @@ def single_check_request(
     )
 
 
+def lacks_rate_state(result: CheckResult) -> bool:
+    """A refusal that cost nothing decided in the group (a wrong check character that is
+    no legacy code the registry holds, or then a purpose not allowed): its response still
+    shows the client's rate-limit state (:func:`with_rate_state`)."""
+    return result.problem in FREE_REFUSALS and not result.headers
+
+
 async def with_rate_state(result: CheckResult, gate: RateGate) -> CheckResult:
-    """``result``, and if it is a refusal that cost nothing decided in the group (a wrong
-    check character that is no legacy code the registry holds, or then a purpose not
-    allowed), with the client's rate-limit headers as they stand, as the route's own
-    refusals carry them (the limiter peeked on a thread)."""
-    if result.problem not in FREE_REFUSALS or result.headers:
+    """``result`` with the client's rate-limit headers as they stand if it
+    :func:`lacks_rate_state`, as the route's own refusals carry them (the limiter peeked
+    on a thread)."""
+    if not lacks_rate_state(result):
         return result
-    refusal = ProblemError(result.problem, extra=result.problem_extra)
+    refusal = ProblemError(str(result.problem), extra=result.problem_extra)
     refusal = await asyncio.to_thread(gate.with_current_headers, refusal)
     return replace(result, headers=refusal.headers)
 
@@ -188,6 +194,7 @@ def _issue_one(
     headers: dict[str, str],
     *,
     now: datetime,
+    today: date,
     created_at: str,
 ) -> tuple[CheckResult, IssuedCheck]:
     # Unmasked personal data needs both the scope and the owner's consent reference; a
@@ -201,7 +208,7 @@ def _issue_one(
         consent_ref=request.consent_ref,
         may_unmask=may_unmask,
         now=now,
-        today=policy_day(now),
+        today=today,
         created_at=created_at,
     )
     note_issued(request.ctx, check, request.consent_ref)
@@ -295,7 +302,7 @@ def _decide(
     """Steps 4 and 5 of the module docstring, once the charges are known (one per request
     that passed the free refusals, in order)."""
     charges = iter(charged)
-    created_at = timestamp(now)
+    created_at, today = timestamp(now), policy_day(now)
     results: list[CheckResult] = []
     rows: list[dict[str, object]] = []
     events: list[dict[str, object]] = []
@@ -314,7 +321,13 @@ def _decide(
             else:
                 try:
                     result, check = _issue_one(
-                        request, issuer, subject, charge, now=now, created_at=created_at
+                        request,
+                        issuer,
+                        subject,
+                        charge,
+                        now=now,
+                        today=today,
+                        created_at=created_at,
                     )
                 except Exception:  # this check only (e.g. personal data that will not decrypt)
                     log.exception("check failed", extra={"request_id": ctx.request_id})
@@ -323,7 +336,8 @@ def _decide(
                 else:
                     rows.append(check.row)
         results.append(result)
-        events.append(event_values(ctx, result.status))
+        # The group's time, the checks' created_at: each event says when its check was made.
+        events.append(event_values(ctx, result.status, now=now))
     return IssuedGroup(
         results,
         [str(event["id"]) for event in events],

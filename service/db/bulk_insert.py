@@ -34,6 +34,7 @@ from service.db import async_pg
 from service.db.base import UTCDateTime
 
 Convert = Callable[[Any], Any]
+_NOTHING = object()
 
 
 def _utc(value: datetime) -> datetime:
@@ -159,11 +160,19 @@ class BulkInsert:
         sql, converters = self._for(dialect)
         values = self._values
         converting = [(index, c) for index, c in enumerate(converters) if c is not None]
+        # A column's value is often the very same object row after row (a group's time,
+        # stamped on each of its checks and events): converted once.
+        last: list[tuple[object, object]] = [(_NOTHING, None)] * len(converting)
         converted_rows: list[list[Any]] = []
         for row in rows:
             converted = list(values(row))
-            for index, convert in converting:
-                converted[index] = convert(converted[index])
+            for n, (index, convert) in enumerate(converting):
+                value = converted[index]
+                seen, result = last[n]
+                if value is not seen:
+                    result = convert(value)
+                    last[n] = (value, result)
+                converted[index] = result
             converted_rows.append(converted)
         if dialect.name == "postgresql":
             columns = self._columns
