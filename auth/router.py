@@ -25,7 +25,7 @@ from auth.server import (
     CreditShareAuthorizationServer,
     FormRequest,
 )
-from auth.throttle import TokenEndpointThrottle
+from auth.throttle import TokenEndpointThrottle, Verdict
 
 router = APIRouter(tags=["oauth"])
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -186,13 +186,7 @@ async def _run(request: Request, endpoint: str) -> Response:
     throttle: TokenEndpointThrottle = request.app.state.token_throttle
     verdict = await run_in_threadpool(throttle.admit, ctx.ip, claimed)
     if not verdict.allowed:
-        ctx.details["error"] = "throttled"
-        return _error(
-            429,
-            "invalid_request",
-            "Too many requests or failed attempts; retry later.",
-            {**verdict.headers, "Retry-After": str(verdict.retry_after)},
-        )
+        return _throttled(ctx, verdict)
     server: CreditShareAuthorizationServer = request.app.state.oauth_server
     oauth_request = FormRequest(f"/oauth/{endpoint}", _headers_for_authlib(request), form)
     if endpoint == "token":
@@ -214,6 +208,8 @@ async def _run(request: Request, endpoint: str) -> Response:
         ctx.details["error"] = body["error"]
         if body["error"] == "invalid_client":
             await run_in_threadpool(throttle.failed, ctx.ip, claimed)
+            if verdict.failures_braked is not None:  # the address has failed too often
+                return _throttled(ctx, verdict.failures_braked)
     elif endpoint == "token" and isinstance(body, dict):
         ctx.details["scope"] = body.get("scope")
     response_headers = dict(headers)
@@ -224,6 +220,16 @@ async def _run(request: Request, endpoint: str) -> Response:
         status_code=status,
         media_type="application/json",
         headers=response_headers,
+    )
+
+
+def _throttled(ctx: RequestAudit, verdict: Verdict) -> Response:
+    ctx.details["error"] = "throttled"
+    return _error(
+        429,
+        "invalid_request",
+        "Too many requests or failed attempts; retry later.",
+        {**verdict.headers, "Retry-After": str(verdict.retry_after)},
     )
 
 

@@ -4,6 +4,13 @@ Every request spends from a per-address budget; failed client authentications
 also spend from per-address and per-client-id failure budgets. The failure
 budgets refill quickly, so an attacker hammering a client id can delay that
 client by seconds, never lock it out for long.
+
+An exhausted client id's failure budget refuses that id's requests before they are
+verified. An exhausted address's failure budget does not refuse a client that then
+authenticates: many platforms reach the API through one egress address, and one of them
+with a wrong secret (or a scanner next to them) must not lock the others out. Their
+failures are refused as ``429`` instead of ``401`` (:attr:`Verdict.failures_braked`); the
+per-address request budget still bounds what an address may try.
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ class Verdict:
     allowed: bool
     retry_after: int = 0
     headers: dict[str, str] = field(default_factory=dict)
+    failures_braked: Verdict | None = None
+    """Allowed, but the address's failure budget is spent: if this request fails to
+    authenticate too, it is refused with this verdict (``429``) instead of ``401``."""
 
 
 def _retry(decisions: list[Decision]) -> int:
@@ -60,12 +70,8 @@ class TokenEndpointThrottle:
             spent = [
                 (self._per_address, self._limiter.acquire(f"oauth:ip:{ip}", self._per_address))
             ]
-            peeked = [
-                (
-                    self._failures_per_address,
-                    self._limiter.peek(f"oauth:fail:ip:{ip}", self._failures_per_address),
-                )
-            ]
+            address_failures = self._limiter.peek(f"oauth:fail:ip:{ip}", self._failures_per_address)
+            peeked = []
             if client_id:
                 spent.append(
                     (
@@ -86,8 +92,15 @@ class TokenEndpointThrottle:
             plan, decision = max(refused, key=lambda pair: pair[1].retry_after)
             retry = _retry([d for _, d in refused])
             return Verdict(False, retry, ratelimit_headers(plan, decision))
+        braked = None
+        if not address_failures.allowed:
+            braked = Verdict(
+                False,
+                _retry([address_failures]),
+                ratelimit_headers(self._failures_per_address, address_failures),
+            )
         plan, decision = min(spent, key=lambda pair: pair[1].limit_remaining)
-        return Verdict(True, 0, ratelimit_headers(plan, decision))
+        return Verdict(True, 0, ratelimit_headers(plan, decision), braked)
 
     def failed(self, ip: str | None, client_id: str | None) -> None:
         try:

@@ -60,10 +60,20 @@ def test_failed_attempts_per_address_are_braked(
             "/oauth/token", data=GRANT, headers=_basic(f"cs_unknown{i}", "x")
         )
         assert response.status_code == 401
-    creds = factory.client()
-    braked = strict_client.post("/oauth/token", data=GRANT, headers=creds.basic())
+    # The address has spent its failure budget: its next failure is refused (429) ...
+    braked = strict_client.post("/oauth/token", data=GRANT, headers=_basic("cs_unknown9", "x"))
     assert braked.status_code == 429
+    assert braked.json()["error"] == "invalid_request"
     assert int(braked.headers["retry-after"]) >= 1
+    assert '"burst";r=0;' in braked.headers["ratelimit"]
+    creds = factory.client()
+    wrong = strict_client.post("/oauth/token", data=GRANT, headers=_basic(creds.client_id, "x"))
+    assert wrong.status_code == 429
+    # ... but a client behind the same address that authenticates still gets its token:
+    # one platform's wrong secret must not lock out the others sharing its egress address.
+    granted = strict_client.post("/oauth/token", data=GRANT, headers=creds.basic())
+    assert granted.status_code == 200, granted.text
+    assert "access_token" in granted.json()
 
 
 def test_token_endpoint_answers_carry_ratelimit_fields(
