@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+)
 
 from schemas.common import StrictModel
 
@@ -23,7 +31,15 @@ def _rfc3339_text(value: object) -> object:
     return value
 
 
-Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
+def _utc(value: datetime) -> datetime:
+    """The instant in UTC; one that has none (``0001-01-01T00:00:00+01:00``) is refused."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("a timestamp within years 1 to 9999 in UTC") from None
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_utc)]
 """A timestamp parameter: `2026-05-01T08:00:00+08:00` or `...Z`."""
 
 

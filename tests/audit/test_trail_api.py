@@ -207,6 +207,25 @@ def test_filters_and_pagination(client: TestClient, factory: Factory) -> None:
         assert response.json()["type"].endswith("/problems/validation-failed")
 
 
+@pytest.mark.parametrize("path", ["/v1/audit/events", "/v1/audit/export", "/v1/audit/stats"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"since": "0001-01-01T00:00:00+00:01"},  # before year 1 in UTC
+        {"until": "0001-01-01T00:00:02+03:58"},
+        {"until": "9999-12-31T23:59:59-01:00"},  # after year 9999 in UTC
+    ],
+)
+def test_timestamps_without_a_utc_instant_are_422(
+    client: TestClient, factory: Factory, path: str, bad: dict[str, str]
+) -> None:
+    """Well-formed RFC 3339 text whose instant lies outside the years 1 to 9999 in UTC is
+    refused as invalid input, never answered 503 or a broken stream."""
+    response = client.get(path, params=bad, headers=factory.headers("audit:read"))
+    assert response.status_code == 422, response.text
+    assert response.json()["type"].endswith("/problems/validation-failed")
+
+
 def test_unknown_event_is_404(client: TestClient, factory: Factory) -> None:
     headers = factory.headers("audit:read")
     for event_id in ("evt_00000000000000000000000000", "nope"):
