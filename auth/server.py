@@ -26,7 +26,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import delete
@@ -114,6 +114,22 @@ class TokenRecord:
         return self._directory.is_revoked(self.token.jti) or self._verifier.refuses(self.token)
 
 
+def _assertion_keys(assertion: str, keys: Any) -> list[Any]:
+    """What to verify a client assertion with: the registered key set, which picks the key
+    the header's ``kid`` names; without a ``kid`` (authlib's ``PrivateKeyJWT`` sends none),
+    each registered key in turn (at most ten, ``schemas.clients``: a client rotating its key
+    registers the old and the new one)."""
+    if not isinstance(keys, KeySet) or len(keys.keys) < 2:
+        return [keys]
+    try:
+        kid = jws.extract_compact(assertion.encode()).headers().get("kid")
+    except (JoseError, ValueError, TypeError):
+        return [keys]
+    if kid is not None:
+        return [keys]
+    return list(keys.keys)
+
+
 class PrivateKeyJWT(JWTBearerClientAssertion):
     """RFC 7523 client authentication with a key the client registered."""
 
@@ -132,12 +148,15 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         return [self._issuer, *(f"{self._issuer}/oauth/{path}" for path in ASSERTION_ENDPOINTS)]
 
     def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
-        try:
-            token = jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGORITHMS)
-        except (JoseError, ValueError, TypeError, KeyError) as exc:
-            raise InvalidClientError(
-                status_code=401, description="Invalid client assertion."
-            ) from exc
+        token = None
+        for key in _assertion_keys(assertion, resolve_key):
+            try:
+                token = jwt.decode(assertion, key, algorithms=ASSERTION_ALGORITHMS)
+                break
+            except (JoseError, ValueError, TypeError, KeyError):
+                continue
+        if token is None:
+            raise InvalidClientError(status_code=401, description="Invalid client assertion.")
         claims = token.claims
         exp = claims.get("exp")
         if (

@@ -8,11 +8,12 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 
 import pytest
 from fastapi.testclient import TestClient
 from joserfc import jws, jwt
-from joserfc.jwk import ECKey, KeySet
+from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from tests.auth.conftest import KeyPair, assertion_form
 from tests.fixtures.factories import Creds, Factory
@@ -195,6 +196,40 @@ def test_private_key_jwt(client: TestClient, factory: Factory, keypair: KeyPair)
     )
     assert response.status_code == 200, response.text
     assert response.json()["scope"] == "credit:check"
+
+
+def _without_kid(keypair: KeyPair, client_id: str) -> str:
+    """An assertion whose header names no key, as authlib's ``PrivateKeyJWT`` signs them."""
+    now = int(time.time())
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": ISSUER,
+        "iat": now,
+        "exp": now + 120,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode({"alg": "ES256"}, claims, keypair.private)
+
+
+def test_an_assertion_without_kid_is_tried_with_each_registered_key(
+    client: TestClient, factory: Factory
+) -> None:
+    """A client rotating its key registers the old and the new one; an assertion without a
+    ``kid`` verifies with whichever of them signed it, and with no other key."""
+    old, new = KeyPair(), KeyPair()
+    rsa = RSAKey.generate_key(2048, parameters={"kid": "rsa-1", "alg": "RS256"}, private=True)
+    jwks = {"keys": [rsa.as_dict(private=False), *old.jwks()["keys"], *new.jwks()["keys"]]}
+    creds = factory.client("credit:check", jwks=jwks)
+    for signer in (old, new):
+        response = client.post(
+            "/oauth/token", data=assertion_form(_without_kid(signer, creds.client_id))
+        )
+        assert response.status_code == 200, response.text
+    forged = _without_kid(KeyPair(), creds.client_id)
+    _assert_oauth_error(
+        client.post("/oauth/token", data=assertion_form(forged)), 401, "invalid_client"
+    )
 
 
 @pytest.mark.parametrize("path", ["token", "introspect"])
