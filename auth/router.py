@@ -87,6 +87,22 @@ def _error(
     )
 
 
+OAUTH_PARAMETERS = frozenset(
+    {
+        "grant_type",
+        "scope",
+        "client_id",
+        "client_secret",
+        "client_assertion",
+        "client_assertion_type",
+        "token",
+        "token_type_hint",
+    }
+)
+"""The parameters these endpoints define, which "MUST NOT be included more than once"
+(RFC 6749 section 3.2; RFC 7009, 7521, 7662). Others are ignored, repeated or not."""
+
+
 async def _read_form(request: Request) -> dict[str, str] | Response:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != FORM_TYPE:
@@ -101,7 +117,9 @@ async def _read_form(request: Request) -> dict[str, str] | Response:
     form: dict[str, str] = {}
     for key, value in pairs:
         if key in form:
-            return _error(400, "invalid_request", "A parameter was sent more than once.")
+            if key in OAUTH_PARAMETERS:
+                return _error(400, "invalid_request", "A parameter was sent more than once.")
+            continue  # an unrecognised parameter is ignored (RFC 6749 section 3.2)
         form[key] = value
     return form
 

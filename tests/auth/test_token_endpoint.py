@@ -181,6 +181,13 @@ def test_unsupported_grant_and_bad_requests(client: TestClient, factory: Factory
         headers={**creds.basic(), "Content-Type": "application/x-www-form-urlencoded"},
     )
     _assert_oauth_error(duplicated, 400, "invalid_request")
+    # Unrecognised parameters are ignored, repeated or not (RFC 6749 section 3.2).
+    extra = client.post(
+        "/oauth/token",
+        content="grant_type=client_credentials&x-trace=1&x-trace=2&empty=",
+        headers={**creds.basic(), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert extra.status_code == 200, extra.text
     as_json = client.post("/oauth/token", json=GRANT, headers=creds.basic())
     _assert_oauth_error(as_json, 400, "invalid_request")
 
