@@ -147,16 +147,19 @@ def export_stream(
     *,
     oldest_first: bool = False,
     page_size: int = EXPORT_PAGE,
+    byte_order_mark: bool = False,
 ) -> Iterator[bytes]:
     """The matching events as NDJSON lines or CSV rows, read page by page.
 
     Each page is read in its own short session, so a long download holds no
     transaction open and memory does not grow with the number of events.
-    The CSV starts with a UTF-8 byte order mark (spreadsheets need it to read
-    Chinese text) and a header row.
+    The CSV starts with a header row, after a UTF-8 byte order mark if asked
+    (spreadsheet programs need it to read Chinese text; CSV readers take it as
+    part of the first column's name).
     """
     if fmt == "csv":
-        yield "\ufeff".encode() + _csv_lines([list(CSV_COLUMNS)])
+        mark = "\ufeff".encode() if byte_order_mark else b""
+        yield mark + _csv_lines([list(CSV_COLUMNS)])
     last: int | None = None
     while True:
         with trail.session_factory() as session:

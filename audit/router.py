@@ -176,6 +176,10 @@ def export_events(
     order: Annotated[
         Literal["newest", "oldest"], Query(description="newest first (default) or oldest first")
     ] = "newest",
+    bom: Annotated[
+        bool,
+        Query(description="CSV: start with a UTF-8 byte order mark, for spreadsheet programs"),
+    ] = False,
     client_id: ClientIdFilter = None,
     action: ActionFilter = None,
     uscc: UsccFilter = None,
@@ -186,7 +190,8 @@ def export_events(
 ) -> StreamingResponse:
     """Every matching event, streamed page by page (memory does not grow with the count).
 
-    CSV: UTF-8 with a byte order mark, one header row, `details` as JSON text; a
+    CSV: UTF-8 (with a byte order mark for spreadsheet programs if `bom=true`), one
+    header row, `details` as JSON text; a
     cell that a spreadsheet would run as a formula (starting with `=`, `+`, `-`,
     `@`, tab or CR) is prefixed with an apostrophe, as is one starting with an
     apostrophe; an empty cell is null and a lone apostrophe the empty string.
@@ -196,7 +201,9 @@ def export_events(
     filters = _filters(client_id, action, uscc, outcome, since, until, request_id)
     _note_filters(request, filters)
     ctx.details["format"] = format
-    stream = queries.export_stream(_trail(request), filters, format, oldest_first=order == "oldest")
+    stream = queries.export_stream(
+        _trail(request), filters, format, oldest_first=order == "oldest", byte_order_mark=bom
+    )
     media = "application/x-ndjson" if format == "ndjson" else "text/csv; charset=utf-8"
     return StreamingResponse(
         stream,

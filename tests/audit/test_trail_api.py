@@ -420,8 +420,14 @@ def test_export_csv_round_trip_and_formula_guard(client: TestClient, factory: Fa
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/csv")
     assert 'filename="audit-events.csv"' in response.headers["content-disposition"]
-    content = response.content.decode("utf-8-sig")
-    rows = list(csv.DictReader(io.StringIO(content)))
+    # Plain UTF-8, as any CSV reader takes it; with bom=true, a byte order mark first.
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    marked = client.get(
+        "/v1/audit/export",
+        params={"client_id": client_id, "format": "csv", "bom": "true"},
+        headers=headers,
+    )
+    assert marked.content == b"\xef\xbb\xbf" + response.content
     assert len(rows) == 3
     for row in rows:
         for cell in row.values():
@@ -442,8 +448,8 @@ def test_export_of_nothing_has_a_header_only(client: TestClient, factory: Factor
     response = client.get(
         "/v1/audit/export", params={"client_id": "nobody-at-all", "format": "csv"}, headers=headers
     )
-    assert response.content.decode("utf-8-sig").strip().startswith("id,seq,occurred_at")
-    assert len(response.content.decode("utf-8-sig").strip().splitlines()) == 1
+    assert response.text.strip().startswith("id,seq,occurred_at")
+    assert len(response.text.strip().splitlines()) == 1
     assert (
         client.get("/v1/audit/export", params={"format": "xml"}, headers=headers).status_code == 422
     )
