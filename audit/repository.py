@@ -77,8 +77,13 @@ STORED_EVENT_COLUMNS: Final = tuple(
 result processing by SQLAlchemy): ``EventRecord`` converts them, once, the cheaper way."""
 
 CHECK_ACTION_PREFIX: Final = "credit_check."
-CHECK_READ_ACTIONS: Final = ("credit_check.read", "credit_check.list", "credit_check.get")
-"""Reading an issued check is access to the merchant's data (access log) but no new check (stats)."""
+"""Every access to a merchant's credit data: checks, and reads of issued checks (access log)."""
+CHECK_ACTION: Final = "credit_check.create"
+"""A single check, or one item of a batch (each has its own event)."""
+CHECK_STATUSES: Final = (200, 201, 404)
+"""The attempts that are checks (stats): issued (201; 200 for a batch item) or of a merchant
+the registry does not hold (404, counted like any other check). A refused attempt (invalid
+code, purpose not allowed, rate limited, unavailable) is no check, as the quota counts."""
 
 
 def _is_postgres(session: Session) -> bool:
@@ -578,16 +583,16 @@ def check_stats(
 ) -> Sequence[AnyRow]:
     """Rows ``(client_id, day, verdict, checks)``: credit checks grouped the three ways at once.
 
-    A check is an event whose action starts with ``credit_check.`` other than a
-    read of an issued check; its verdict is ``details["verdict"]`` (null when
-    the check issued none: refused, invalid, merchant not found).
+    A check is a ``credit_check.create`` event with one of ``CHECK_STATUSES`` (a single
+    check or a batch item; not the batch request's own event, nor a read of an issued
+    check); its verdict is ``details["verdict"]`` (null for a merchant not found).
     """
     day = _shanghai_day(session).label("day")
     verdict = AuditEvent.details["verdict"].as_string().label("verdict")
     query = select(AuditEvent.actor_client_id.label("client_id"), day, verdict, func.count())
     query = query.where(
-        AuditEvent.action.like(_like_prefix(CHECK_ACTION_PREFIX), escape="\\"),
-        AuditEvent.action.not_in(CHECK_READ_ACTIONS),
+        AuditEvent.action == CHECK_ACTION,
+        AuditEvent.status.in_(CHECK_STATUSES),
     )
     query = _apply_filters(query, EventFilters(client_id=client_id, since=since, until=until))
     query = query.group_by(AuditEvent.actor_client_id, day, verdict)

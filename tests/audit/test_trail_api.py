@@ -516,6 +516,23 @@ def test_stats_per_client_day_and_verdict(client: TestClient, factory: Factory) 
         maker, 1, client_id=a, action=check, details={"verdict": "RESTRICTED"}, occurred_at=day2
     )
     ids += add_events(maker, 1, client_id=a, action=check, status=404, details={}, occurred_at=day2)
+    # Refused attempts (an invalid code, a purpose not allowed, rate limited) are no checks,
+    # as the quota counts them; nor is a batch request's own event (each item has one).
+    for refused in (422, 403, 429, 503):
+        ids += add_events(
+            maker, 1, client_id=a, action=check, status=refused, details={}, occurred_at=day2
+        )
+    ids += add_events(
+        maker, 1, client_id=a, action="credit_check.batch", details={}, occurred_at=day2
+    )
+    ids += add_events(
+        maker,
+        1,
+        client_id=a,
+        action=check,
+        details={"batch": True, "verdict": "CAUTION"},
+        occurred_at=day1,
+    )
     ids += add_events(
         maker,
         3,
@@ -530,14 +547,15 @@ def test_stats_per_client_day_and_verdict(client: TestClient, factory: Factory) 
     response = client.get("/v1/audit/stats", params={"client_id": a}, headers=headers)
     assert response.status_code == 200, response.text
     stats = response.json()
-    assert stats["total"] == 4
+    assert stats["total"] == 5
     assert stats["timezone"] == "Asia/Shanghai"
-    assert stats["per_client"] == [{"client_id": a, "checks": 4}]
+    assert stats["per_client"] == [{"client_id": a, "checks": 5}]
     assert stats["per_day"] == [
-        {"date": "2025-03-01", "checks": 2},
+        {"date": "2025-03-01", "checks": 3},
         {"date": "2025-03-02", "checks": 2},
     ]
     assert stats["per_verdict"] == [
+        {"verdict": "CAUTION", "checks": 1},
         {"verdict": "CLEAR", "checks": 2},
         {"verdict": "RESTRICTED", "checks": 1},
         {"verdict": None, "checks": 1},
@@ -559,7 +577,7 @@ def test_stats_per_client_day_and_verdict(client: TestClient, factory: Factory) 
     everyone = client.get(
         "/v1/audit/stats", params={"since": day1.isoformat()}, headers=headers
     ).json()
-    assert {"client_id": a, "checks": 4} in everyone["per_client"]
+    assert {"client_id": a, "checks": 5} in everyone["per_client"]
 
 
 def test_audit_routes_need_the_audit_scope(client: TestClient, factory: Factory) -> None:
