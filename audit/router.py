@@ -29,7 +29,7 @@ from schemas.audit import (
 )
 from schemas.common import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, NO_CONTROL_CHARACTERS, Page
 from schemas.enums import Outcome
-from schemas.uscc import normalize_uscc
+from schemas.uscc import USCCError, normalize_uscc, validate_uscc
 from service.db.session import SessionDep
 from service.openapi_docs import STANDARD, problems
 from service.problems import ProblemError
@@ -311,10 +311,18 @@ def access_log(
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
-    """Who checked this merchant, when and why (purpose, verdict), newest first."""
+    """Who checked this merchant, when and why (purpose, verdict), newest first. A code of
+    the wrong length or with characters a code never has is `422 invalid-uscc`; one that
+    fails only its check character may be a legacy code the registry holds, and is looked
+    up."""
     code = normalize_uscc(uscc)
     ctx = request.state.audit
     ctx.action = "audit.access_log"
+    try:
+        validate_uscc(code)
+    except USCCError as exc:
+        if exc.reason != "checksum":
+            raise ProblemError("invalid-uscc", extra={"reason": exc.reason}) from None
     ctx.target_type, ctx.target_id = "merchant", code[:200]
     ctx.uscc = code[:18]
     items, next_cursor = queries.access_log(

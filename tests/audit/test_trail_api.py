@@ -502,6 +502,20 @@ def test_merchant_access_log(client: TestClient, factory: Factory) -> None:
     assert len(own["items"]) == 2
 
 
+def test_access_log_of_a_malformed_code_is_422(client: TestClient, factory: Factory) -> None:
+    """A code no merchant can have is refused with its reason; one failing only its check
+    character may be a legacy code the registry holds, and is looked up."""
+    headers = factory.headers("audit:read")
+    for code, reason in (("abc", "length"), ("91440300708461136I", "charset")):
+        response = client.get(f"/v1/audit/merchants/{code}/access-log", headers=headers)
+        assert response.status_code == 422, response.text
+        assert response.json()["type"].endswith("/problems/invalid-uscc")
+        assert response.json()["reason"] == reason
+    legacy = client.get("/v1/audit/merchants/91440300708461136A/access-log", headers=headers)
+    assert legacy.status_code == 200
+    assert legacy.json()["items"] == []
+
+
 def test_stats_per_client_day_and_verdict(client: TestClient, factory: Factory) -> None:
     headers = factory.headers("audit:read")
     maker = _factory(client)
