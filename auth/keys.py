@@ -31,6 +31,11 @@ AUDIT_USE = "audit"
 TOKEN_ALG = "ES256"
 _KEY_PURPOSE = "signing-key"
 REFRESH_SECONDS = 30.0
+PUBLISHED_SECONDS = 1.0
+"""How old the keys behind the JWKS and newly issued tokens may be: a rotation made by
+``creditshare keys rotate`` (another process) is published and used within a second. The
+receipts of checks keep ``REFRESH_SECONDS``: every key that signs is in the JWKS until its
+overlap ends."""
 UNKNOWN_KID_REFRESH_SECONDS = 1.0
 """At most one early reload a second for tokens signed by a key this process has not
 loaded: a forged ``kid`` cannot make every request read the keys table."""
@@ -63,14 +68,19 @@ class KeyStore:
         self._overlap = overlap_seconds
         self._clock = clock
         self._lock = threading.Lock()
+        self._reloading = threading.Lock()
         self._view = KeyView()
         self._forced_at = float("-inf")
 
     # ---- reading -------------------------------------------------------------------------
-    def view(self) -> KeyView:
+    def view(self, max_age: float = REFRESH_SECONDS) -> KeyView:
+        """The keys in force, reloaded first if loaded more than ``max_age`` seconds ago
+        (blocking: a database read)."""
         view = self._view
-        if self._clock() - view.loaded_at > REFRESH_SECONDS:
-            self.refresh()
+        if self._clock() - view.loaded_at > max_age:
+            with self._reloading:  # one reload for the threads that found it stale at once
+                if self._clock() - self._view.loaded_at > max_age:
+                    self.refresh()
             view = self._view
         return view
 

@@ -18,7 +18,7 @@ from starlette.datastructures import Headers
 
 from audit.context import RequestAudit
 from auth.dependencies import SCOPE_DESCRIPTIONS
-from auth.keys import TOKEN_ALG
+from auth.keys import PUBLISHED_SECONDS, TOKEN_ALG
 from auth.server import (
     ASSERTION_ALGORITHMS,
     INVALID_CLIENT,
@@ -279,9 +279,10 @@ async def revoke(request: Request) -> Response:
 
 
 @router.get("/oauth/jwks", name="oauth_jwks")
-async def jwks(request: Request) -> JSONResponse:
-    """Public signing keys; during a rotation both the old and the new key are listed."""
-    view = request.app.state.key_store.view()
+def jwks(request: Request) -> JSONResponse:
+    """Public signing keys; during a rotation both the old and the new key are listed. A new
+    key is listed within a second of its rotation (read on a worker thread)."""
+    view = request.app.state.key_store.view(max_age=PUBLISHED_SECONDS)
     return JSONResponse(view.jwks, headers={"Cache-Control": "public, max-age=60"})
 
 

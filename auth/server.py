@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from auth.directory import AuthDirectory, record_revocation
-from auth.keys import TOKEN_ALG, KeyStore
+from auth.keys import PUBLISHED_SECONDS, TOKEN_ALG, KeyStore
 from auth.registry import RegisteredClient, load_active
 from auth.tokens import TokenRejected, TokenVerifier, ValidatedToken
 from schemas.enums import Scope
@@ -223,7 +223,8 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
         self._keys = keys
 
     def get_jwks(self) -> KeySet:
-        signer = self._keys.view().token_signer
+        # Tokens are issued on a worker thread; a key rotated moments ago signs at once.
+        signer = self._keys.view(max_age=PUBLISHED_SECONDS).token_signer
         if signer is None:
             raise RuntimeError("no active token signing key")
         return KeySet([signer])

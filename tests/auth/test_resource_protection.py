@@ -270,6 +270,28 @@ def test_a_key_another_process_made_is_trusted_at_once(
     assert len(reloads) <= 1
 
 
+def test_a_rotation_by_another_process_is_published_and_used_within_a_second(
+    client: TestClient, factory: Factory
+) -> None:
+    """``creditshare keys rotate`` runs in another process: the JWKS lists the new key, and
+    new tokens are signed with it, within about a second (not the 30 s of the receipts'
+    reload), while the old key stays listed for its overlap."""
+    state = client.app.state  # type: ignore[attr-defined]
+    old_kid = state.key_store.view().token_signer.kid
+    creds = factory.client("admin:clients")
+    factory.token(creds)
+    new_kid = KeyStore(state.sessionmaker, state.keyring, overlap_seconds=600).rotate("token")
+    deadline = time.monotonic() + 10
+    while True:
+        kids = {k["kid"] for k in client.get("/oauth/jwks").json()["keys"]}
+        if new_kid in kids or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert {old_kid, new_kid} <= kids
+    token = factory.token(creds)
+    assert json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"] == new_kid
+
+
 def test_key_rotation_overlap_then_retirement(client: TestClient, factory: Factory) -> None:
     store = client.app.state.key_store  # type: ignore[attr-defined]
     creds = factory.client("admin:clients")
