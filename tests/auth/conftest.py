@@ -33,6 +33,7 @@ class KeyPair:
         }
         header = {"alg": "ES256", "kid": self.kid}
         header.update(overrides.pop("header", {}))
+        header = {k: v for k, v in header.items() if v is not None}  # {"kid": None}: none
         claims.update(overrides)
         claims = {k: v for k, v in claims.items() if v is not None}
         return jwt.encode(header, claims, self.private)

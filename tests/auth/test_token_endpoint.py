@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 import time
-import uuid
 
 import pytest
 from fastapi.testclient import TestClient
@@ -205,18 +204,8 @@ def test_private_key_jwt(client: TestClient, factory: Factory, keypair: KeyPair)
     assert response.json()["scope"] == "credit:check"
 
 
-def _without_kid(keypair: KeyPair, client_id: str) -> str:
-    """An assertion whose header names no key, as authlib's ``PrivateKeyJWT`` signs them."""
-    now = int(time.time())
-    claims = {
-        "iss": client_id,
-        "sub": client_id,
-        "aud": ISSUER,
-        "iat": now,
-        "exp": now + 120,
-        "jti": uuid.uuid4().hex,
-    }
-    return jwt.encode({"alg": "ES256"}, claims, keypair.private)
+NO_KID = {"kid": None}
+"""An assertion header naming no key, as authlib's ``PrivateKeyJWT`` signs them."""
 
 
 def test_an_assertion_without_kid_is_tried_with_each_registered_key(
@@ -230,10 +219,11 @@ def test_an_assertion_without_kid_is_tried_with_each_registered_key(
     creds = factory.client("credit:check", jwks=jwks)
     for signer in (old, new):
         response = client.post(
-            "/oauth/token", data=assertion_form(_without_kid(signer, creds.client_id))
+            "/oauth/token",
+            data=assertion_form(signer.assertion(creds.client_id, ISSUER, header=NO_KID)),
         )
         assert response.status_code == 200, response.text
-    forged = _without_kid(KeyPair(), creds.client_id)
+    forged = KeyPair().assertion(creds.client_id, ISSUER, header=NO_KID)
     _assert_oauth_error(
         client.post("/oauth/token", data=assertion_form(forged)), 401, "invalid_client"
     )
