@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from auth import registry
 from schemas.clients import ClientCreate
 from schemas.enums import Purpose, Scope
-from service.demo.generator import DEFAULT_SEED, MAX_MERCHANTS, PUBLISHED_EXAMPLES, generate
+from service.demo.generator import DEFAULT_SEED, MAX_MERCHANTS, demo_registry
 from service.imports.console import (
     EXIT_DATABASE,
     EXIT_OK,
@@ -51,7 +51,12 @@ SEED_BATCH_LINES = 5000
 def seed(
     merchants: Annotated[
         int,
-        typer.Option("--merchants", min=0, max=MAX_MERCHANTS, help="Synthetic merchants to add"),
+        typer.Option(
+            "--merchants",
+            min=0,
+            max=MAX_MERCHANTS,
+            help="Merchants in the registry, the codes DOMAIN.md quotes among them",
+        ),
     ] = 1000,
     seed_value: Annotated[
         int, typer.Option("--seed", help="Generator seed (same seed, same registry)")
@@ -77,11 +82,10 @@ def seed(
                 task = progress.add_task("seeding merchants", total=merchants)
 
                 def lines() -> Iterator[dict[str, object]]:
-                    for line in generate(merchants, seed_value):
+                    for line in demo_registry(merchants, seed_value):
                         if line["kind"] == "merchant":
                             progress.advance(task)
                         yield line
-                    yield from PUBLISHED_EXAMPLES
 
                 pipeline.feed_objects(lines())
                 report = pipeline.finish()

@@ -46,6 +46,7 @@ __all__ = [
     "PUBLISHED_EXAMPLES",
     "REFERENCE_DATE",
     "add_months",
+    "demo_registry",
     "generate",
 ]
 
@@ -652,7 +653,7 @@ def _record(
 
 
 def _published_examples() -> list[dict[str, object]]:
-    """Fixed lines for the codes DOMAIN.md quotes, plus two edge cases.
+    """Fixed lines for the codes DOMAIN.md quotes, plus an individual business.
 
     The two published codes belong to real companies; the names here are invented
     and marked as demo data so that a demo never attributes a record to them.
@@ -660,9 +661,6 @@ def _published_examples() -> list[dict[str, object]]:
     ref = REFERENCE_DATE
     # Bodies "MA6..."/"MA7..." lie outside what _org_body can produce (see _org_body).
     individual = _uscc("92", "120103", "MA6T4KX2")
-    valid = _uscc("91", "120104", "MA7R8N3P")
-    # Same body, the check character moved one step on: fails GB 32100 only.
-    legacy = valid[:-1] + ALPHABET[(ALPHABET.index(valid[-1]) + 1) % len(ALPHABET)]
     serious_decided = add_months(ref, -5)
     penalty_decided = add_months(ref, -2)
     return [
@@ -702,17 +700,6 @@ def _published_examples() -> list[dict[str, object]]:
         },
         {
             "kind": "merchant",
-            "uscc": legacy,
-            "name": "天津市南开区旧码示例商贸有限公司（演示数据）",
-            "entity_type": "COMPANY",
-            "registration_status": "ACTIVE",
-            "registered_on": "2016-03-08",
-            "legal_representative": "李示例",
-            "address": "天津市南开区复康路88号",
-            "legacy_code": True,
-        },
-        {
-            "kind": "merchant",
             "uscc": individual,
             "name": "河西区张记早点铺（演示数据）",
             "entity_type": "INDIVIDUAL_BUSINESS",
@@ -739,15 +726,31 @@ def _published_examples() -> list[dict[str, object]]:
 
 
 PUBLISHED_EXAMPLES: Final = _published_examples()
-"""Lines for the codes quoted in DOMAIN.md and two edge cases, to import after ``generate``:
+"""Lines for the codes quoted in DOMAIN.md and an edge case, each merchant followed by its
+records (``demo seed`` loads them first, then ``generate``'s):
 
 * ``91440300708461136T``: an ACTIVE SERIOUS DISHONEST_JUDGMENT_DEBTOR record, so the
   default policy says RESTRICTED;
 * ``914403001922038216``: no records, so CLEAR;
-* a Tianjin code whose GB 32100 check character is wrong, flagged ``legacy_code``;
 * an individual business (``92``) with an ACTIVE GENERAL ADMINISTRATIVE_PENALTY
   (CAUTION), whose owner's name is personal information.
 
-:func:`generate` never yields one of these codes: the two published ones are not in
-Tianjin, and the Tianjin ones use organisation bodies outside the generator's range.
+Every code is valid (GB 32100). :func:`generate` never yields one of them: the two
+published ones are not in Tianjin, and the Tianjin one uses an organisation body outside
+the generator's range.
 """
+
+
+def demo_registry(merchants: int, seed: int = DEFAULT_SEED) -> Iterator[dict[str, object]]:
+    """``merchants`` merchants in all, each followed by its records: the examples of
+    :data:`PUBLISHED_EXAMPLES` first (as many as fit), then :func:`generate`'s."""
+    if not 0 <= merchants <= MAX_MERCHANTS:
+        raise ValueError(f"merchants must be between 0 and {MAX_MERCHANTS}")
+    examples = 0
+    for line in PUBLISHED_EXAMPLES:
+        if line["kind"] == "merchant":
+            if examples == merchants:
+                return
+            examples += 1
+        yield line
+    yield from generate(merchants - examples, seed)

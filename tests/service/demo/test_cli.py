@@ -12,9 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
+from schemas.uscc import uscc_problem_reason
 from service.cli import app
 from service.db.engine import make_engine
-from service.demo.generator import PUBLISHED_EXAMPLES, generate
+from service.demo.generator import demo_registry
 from service.models import CreditRecord, Merchant
 from service.settings import Settings
 from tests.fixtures.cli import cli
@@ -57,7 +58,7 @@ def registry(url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
 
 
 def expected_counts(n: int, seed: int | None = None) -> tuple[int, int]:
-    lines = list(generate(n) if seed is None else generate(n, seed)) + PUBLISHED_EXAMPLES
+    lines = list(demo_registry(n) if seed is None else demo_registry(n, seed))
     merchants = sum(1 for line in lines if line["kind"] == "merchant")
     return merchants, len(lines) - merchants
 
@@ -71,8 +72,10 @@ def test_seed_is_idempotent_and_deterministic(
     assert result.exit_code == 0, result.output
     merchants, records = registry(first_url)
     assert (len(merchants), len(records)) == expected_counts(60)
-    assert "91440300708461136T" in {m[0] for m in merchants}
-    assert any(m[7] for m in merchants)  # the legacy example is flagged
+    assert len(merchants) == 60  # the published examples among them
+    assert {"91440300708461136T", "914403001922038216"} <= {m[0] for m in merchants}
+    assert all(uscc_problem_reason(m[0]) is None for m in merchants)  # valid USCCs only
+    assert not any(m[7] for m in merchants)  # so none is flagged as a legacy code
 
     again = runner.invoke(app, ["demo", "seed", "--merchants", "60"])
     assert again.exit_code == 0, again.output

@@ -22,6 +22,7 @@ from service.demo.generator import (
     REFERENCE_DATE,
     _org_body,
     add_months,
+    demo_registry,
     generate,
 )
 
@@ -363,16 +364,11 @@ def test_published_clear_example() -> None:
     assert recs == []
 
 
-def test_published_legacy_and_individual_examples() -> None:
+def test_published_examples_are_valid_and_one_is_an_individual_business() -> None:
     merchants = [x for x in PUBLISHED_EXAMPLES if x["kind"] == "merchant"]
-    legacy = [m for m in merchants if m.get("legacy_code") is True]
-    assert len(legacy) == 1
-    assert uscc_problem_reason(str(legacy[0]["uscc"])) == "checksum"
     for m in merchants:
-        if m is not legacy[0]:
-            assert uscc_problem_reason(str(m["uscc"])) is None
-            assert "legacy_code" not in m
-        assert set(m) - {"legacy_code"} == MERCHANT_KEYS
+        assert uscc_problem_reason(str(m["uscc"])) is None
+        assert set(m) == MERCHANT_KEYS
 
     individual = [m for m in merchants if m["entity_type"] == "INDIVIDUAL_BUSINESS"]
     assert len(individual) == 1
@@ -392,7 +388,7 @@ def test_published_examples_do_not_collide_with_generated(
     merchants: list[dict[str, object]], records: list[dict[str, object]]
 ) -> None:
     published_codes = {x["uscc"] for x in PUBLISHED_EXAMPLES if x["kind"] == "merchant"}
-    assert len(published_codes) == 4
+    assert len(published_codes) == 3
     assert not published_codes & {m["uscc"] for m in merchants}
     published_ids = {
         (x["source"], x["source_record_id"]) for x in PUBLISHED_EXAMPLES if x["kind"] == "record"
@@ -402,3 +398,22 @@ def test_published_examples_do_not_collide_with_generated(
         if x["kind"] == "record":
             assert set(x) == RECORD_KEYS
             assert x["uscc"] in published_codes
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 4, 50])
+def test_demo_registry_holds_exactly_the_merchants_asked_for(n: int) -> None:
+    """``demo seed --merchants N`` loads N merchants in all: the published examples first
+    (as many as fit), then generated ones; every code valid, each record after its merchant."""
+    lines = list(demo_registry(n))
+    codes = [str(x["uscc"]) for x in lines if x["kind"] == "merchant"]
+    assert len(codes) == len(set(codes)) == n
+    assert all(uscc_problem_reason(code) is None for code in codes)
+    examples = [str(x["uscc"]) for x in PUBLISHED_EXAMPLES if x["kind"] == "merchant"]
+    assert codes[: len(examples)] == examples[:n]
+    seen: set[str] = set()
+    for line in lines:
+        if line["kind"] == "merchant":
+            seen.add(str(line["uscc"]))
+        else:
+            assert line["uscc"] in seen
+    assert list(demo_registry(n)) == lines  # deterministic
