@@ -27,6 +27,8 @@ install: $(RUN_STAMP)
 install-dev: $(STAMP)
 
 ## make run: set everything up and serve the API on the embedded default (SQLite).
+# The issuer is where it is served (HOST, PORT), unless CREDITSHARE_PUBLIC_URL says otherwise.
+run: export CREDITSHARE_PUBLIC_URL ?= http://$(HOST):$(PORT)
 run: $(RUN_STAMP)
 	$(BIN)/creditshare db upgrade
 	$(BIN)/creditshare demo seed --merchants 2000 --if-empty
