@@ -68,6 +68,14 @@ def serve(
         raise _fail(str(exc)) from None
     finally:
         engine.dispose()
+    if workers > 1 and not settings.redis_url:
+        typer.echo(
+            f"warning: {workers} worker processes without CREDITSHARE_REDIS_URL: each process "
+            "keeps its own rate-limit counters (a client gets each plan once per process), "
+            "and a revoked token reaches the other processes within a second through the "
+            "database, not at once. Set CREDITSHARE_REDIS_URL to share them.",
+            err=True,
+        )
     uvicorn.run(
         "service.asgi:app",
         host=host,
