@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -17,6 +17,11 @@ from service.demo.cli import demo_app
 from service.imports.cli import import_command
 from service.settings import Settings, SettingsError, load_settings
 from service.worker import run_worker
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from service.problems import ProblemError
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="creditshare: credit information sharing API"
@@ -121,41 +126,68 @@ def clients_create(
 ) -> None:
     """Register a client_secret_basic client and print its id and secret (shown once)."""
     from pydantic import ValidationError
+    from rich.console import Console
+    from sqlalchemy import select
 
     from auth.registry import create_client
     from schemas.clients import ClientCreate
-    from service.db.engine import make_engine
-    from service.db.session import make_sessionmaker
+    from service.imports.console import open_store, record_run
+    from service.models import RatePlanRow
     from service.problems import ProblemError
 
-    settings = _settings()
     try:
         data = ClientCreate(
             name=name,
-            scopes=scopes.split(),
+            scopes=scopes.replace(",", " ").split(),
             purposes=None if purposes is None else purposes.replace(",", " ").split(),
             rate_plan=rate_plan,
             platform_uscc=platform_uscc,
         )
     except ValidationError as exc:
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
-        raise _fail(f"invalid value for: {fields}", 2) from None
-    engine = make_engine(settings.effective_database_url, pool_size=1)
-    try:
-        with make_sessionmaker(engine)() as session, session.begin():
-            row, secret = create_client(session, data)
-            client_id = row.client_id
-    except ProblemError as exc:
-        detail = "; ".join(f"{f}: {m}" for f, m in exc.errors) or exc.slug
-        raise _fail(detail, 2) from None
-    finally:
-        engine.dispose()
+        raise _fail(_invalid_options(exc), 2) from None
+    with open_store(Console(stderr=True)) as store:
+        try:
+            with store.sessions() as session, session.begin():
+                row, secret = create_client(session, data)
+                client_id = row.client_id
+        except ProblemError as exc:
+            detail = "; ".join(f"{f}: {m}" for f, m in exc.errors) or _problem_text(exc)
+            if any(field == "rate_plan" for field, _ in exc.errors):
+                with store.sessions() as session:
+                    names = session.scalars(select(RatePlanRow.name).order_by(RatePlanRow.name))
+                    detail += f" (plans: {', '.join(names)})"
+            raise _fail(detail, 2) from None
+        record_run(
+            store,
+            command="creditshare clients create",
+            action="client.create",
+            status=201,
+            details={"name": name, "scopes": sorted(data.scopes), "rate_plan": rate_plan},
+            target_type="client",
+            target_id=client_id,
+        )
     if as_json:
         typer.echo(json.dumps({"client_id": client_id, "client_secret": secret}))
     else:
         typer.echo(f"client_id:     {client_id}")
         typer.echo(f"client_secret: {secret}")
         typer.echo("The secret is shown once; store it now.", err=True)
+
+
+def _invalid_options(exc: ValidationError) -> str:
+    """Which option is wrong and what it takes (pydantic's message: the allowed values of
+    a scope or purpose, the bounds of a length), one line per error."""
+    option = {"platform_uscc": "platform-uscc", "rate_plan": "rate-plan"}
+    lines = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else "value"
+        lines.append(f"--{option.get(field, field)}: {error['msg']}")
+    return "invalid option\n  " + "\n  ".join(lines)
+
+
+def _problem_text(exc: ProblemError) -> str:
+    reason = (exc.extra or {}).get("reason")
+    return exc.slug if reason is None else f"{exc.slug} ({reason})"
 
 
 @keys_app.command("rotate")
@@ -165,28 +197,28 @@ def keys_rotate(
     ] = "token",
 ) -> None:
     """Create a new signing key; the old one stays in the JWKS for the overlap period."""
+    from rich.console import Console
+
     from auth.keys import AUDIT_USE, TOKEN_USE, KeyStore
-    from service.crypto import load_keyring
-    from service.db.engine import make_engine
-    from service.db.session import make_sessionmaker
+    from service.imports.console import open_store, record_run
 
     if use not in (TOKEN_USE, AUDIT_USE):
         raise _fail("--use must be token or audit", 2)
-    settings = _settings()
-    engine = make_engine(settings.effective_database_url, pool_size=1)
-    try:
-        store = KeyStore(
-            make_sessionmaker(engine),
-            load_keyring(settings),
-            overlap_seconds=settings.key_overlap_seconds,
+    with open_store(Console(stderr=True)) as store:
+        overlap = store.settings.key_overlap_seconds
+        keys = KeyStore(store.sessions, store.keyring, overlap_seconds=overlap)
+        keys.ensure()
+        kid = keys.rotate(use)
+        record_run(
+            store,
+            command="creditshare keys rotate",
+            action="keys.rotate",
+            status=200,
+            details={"use": use, "overlap_seconds": overlap},
+            target_type="signing_key",
+            target_id=kid,
         )
-        store.ensure()
-        kid = store.rotate(use)
-    finally:
-        engine.dispose()
-    typer.echo(
-        f"new {use} key: {kid} (previous key published for {settings.key_overlap_seconds} s more)"
-    )
+    typer.echo(f"new {use} key: {kid} (previous key published for {overlap} s more)")
 
 
 @openapi_app.command("export")

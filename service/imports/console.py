@@ -83,7 +83,7 @@ def open_store(console: Console) -> Iterator[Store]:
         try:
             ensure_current(engine)
         except SchemaMismatch as exc:
-            raise fail(console, f"{exc} (run: creditshare db upgrade)") from None
+            raise fail(console, str(exc)) from None  # it says to run `creditshare db upgrade`
         except SQLAlchemyError as exc:
             raise fail(console, f"database unreachable ({type(exc).__name__})") from None
         yield Store(settings, make_sessionmaker(engine), load_keyring(settings))
