@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
 from service.cli import app
 from service.db.engine import make_engine
+from service.demo.generator import generate
 from service.models import AuditEvent, CreditRecord, Merchant
 from tests.conftest import MASTER_KEY
 from tests.fixtures.factories import random_uscc
@@ -150,3 +157,51 @@ def test_unmigrated_database_exits_2(tmp_path: Path, scratch_database: Callable[
     result = runner.invoke(app, ["import", str(file)])
     assert result.exit_code == 2
     assert "db upgrade" in result.stderr
+
+
+def test_sigterm_stops_between_batches_and_a_second_import_completes(
+    database: tuple[str, Engine], tmp_path: Path
+) -> None:
+    """Stopped mid-way (SIGTERM, as Ctrl-C), an import rolls back only the batch in
+    progress, says so, exits 130 and leaves an event; the same import again completes it."""
+    url, engine = database
+    lines = [line for line in generate(40_000) if line["kind"] == "merchant"]
+    file = tmp_path / "big.ndjson"
+    file.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    env = {
+        **os.environ,
+        "CREDITSHARE_DATABASE_URL": url,
+        "CREDITSHARE_MASTER_KEY": MASTER_KEY,
+        "CREDITSHARE_DATA_DIR": str(tmp_path / "data"),
+        "CREDITSHARE_ENV": "dev",
+    }
+    command = [sys.executable, "-m", "service.cli", "import", str(file)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while count(engine, Merchant) == 0 and process.poll() is None:
+            assert time.monotonic() < deadline, "no batch was committed within 60 s"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stored = count(engine, Merchant)
+    if process.returncode == 0:
+        pytest.skip("the import finished before the signal arrived")  # a very fast machine
+    assert process.returncode == 130, stderr.decode()
+    assert 0 < stored < len(lines)
+    message = stderr.decode()
+    assert "interrupted after" in message
+    assert "importing the same file again completes it" in message
+    with engine.connect() as conn:
+        event = conn.execute(
+            select(AuditEvent.status, AuditEvent.details).where(AuditEvent.action == "import.run")
+        ).one()
+    assert event.status == 499
+    assert event.details["interrupted"] is True
+
+    again = subprocess.run(command, env=env, capture_output=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stderr.decode()
+    assert count(engine, Merchant) == len(lines)
