@@ -94,9 +94,13 @@ def import_command(
 ) -> None:
     """Import merchants and records from an NDJSON file (idempotent).
 
-    Exit codes: 0 every line stored; 1 some lines rejected (the others stored); 2 the file
-    or the setup is unusable; 3 the database failed mid-way; 130 interrupted. Batches
-    committed before a failure or an interruption stay: importing again completes it.
+    Exit codes:
+    0 every line stored;
+    1 some lines rejected (the others stored);
+    2 the file or the setup is unusable;
+    3 the database failed mid-way;
+    130 interrupted (Ctrl-C, SIGTERM).
+    Batches committed before a failure or an interruption stay: import again to complete.
     """
     err = Console(stderr=True)
     out = Console()
