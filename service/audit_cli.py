@@ -123,6 +123,8 @@ def verify(
     if bundle is not None:
         from audit.bundle import BundleError, verify_bundle
 
+        if not bundle.is_dir():
+            raise _fail(f"no bundle directory at {bundle} (`creditshare audit export --out`)")
         try:
             notes = [p.read_text(encoding="utf-8") for p in checkpoints or []]
         except (OSError, UnicodeDecodeError) as exc:

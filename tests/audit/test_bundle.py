@@ -255,6 +255,9 @@ def test_an_unreadable_bundle_is_exit_code_2(bundle: Path, tmp_path: Path) -> No
     assert "keys.json" in result.output
     with pytest.raises(BundleError, match="manifest"):
         verify_bundle(tmp_path / "nowhere")
+    nowhere = runner.invoke(cli_app, ["audit", "verify", "--bundle", str(tmp_path / "nowhere")])
+    assert nowhere.exit_code == 2
+    assert "no bundle directory" in nowhere.output
     assert (
         runner.invoke(
             cli_app,
