@@ -48,7 +48,7 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
+def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
 
@@ -144,7 +144,7 @@ def clients_create(
             platform_uscc=platform_uscc,
         )
     except ValidationError as exc:
-        raise _fail(_invalid_options(exc), 2) from None
+        raise _fail(_invalid_options(exc)) from None
     with open_store(Console(stderr=True)) as store:
         try:
             with store.sessions() as session, session.begin():
@@ -156,7 +156,7 @@ def clients_create(
                 with store.sessions() as session:
                     names = session.scalars(select(RatePlanRow.name).order_by(RatePlanRow.name))
                     detail += f" (plans: {', '.join(names)})"
-            raise _fail(detail, 2) from None
+            raise _fail(detail) from None
         record_run(
             store,
             command="creditshare clients create",
@@ -203,7 +203,7 @@ def keys_rotate(
     from service.imports.console import open_store, record_run
 
     if use not in (TOKEN_USE, AUDIT_USE):
-        raise _fail("--use must be token or audit", 2)
+        raise _fail("--use must be token or audit")
     with open_store(Console(stderr=True)) as store:
         overlap = store.settings.key_overlap_seconds
         keys = KeyStore(store.sessions, store.keyring, overlap_seconds=overlap)
@@ -238,8 +238,9 @@ def openapi_export(
 def main() -> None:
     """The ``creditshare`` command. What an operator can fix (a database that cannot be
     reached or is not migrated, a master key that does not open the stored keys) ends with
-    one line on stderr and exit status 1, not a traceback."""
-    from sqlalchemy.exc import DBAPIError
+    one line on stderr and exit status 2 (the setup is unusable, as every command says it;
+    1 keeps its meaning: rejected lines, a failed verification), not a traceback."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
 
     from service.crypto import DecryptionError
 
@@ -251,19 +252,20 @@ def main() -> None:
         reason = (
             str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
         )
-        typer.echo(
-            f"error: the database could not be used ({reason}); check CREDITSHARE_DATABASE_URL "
-            "and run `creditshare db upgrade`",
-            err=True,
-        )
-        sys.exit(1)
+        unreachable = isinstance(exc, OperationalError) and exc.connection_invalidated
+        if unreachable or "connect" in reason.lower():
+            hint = "check CREDITSHARE_DATABASE_URL and that the database server is up"
+        else:
+            hint = "check CREDITSHARE_DATABASE_URL, and run `creditshare db upgrade`"
+        typer.echo(f"error: the database could not be used ({reason}); {hint}", err=True)
+        sys.exit(2)
     except DecryptionError:
         typer.echo(
             "error: CREDITSHARE_MASTER_KEY does not decrypt this database's keys "
             "(it is not the key the database was created with)",
             err=True,
         )
-        sys.exit(1)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

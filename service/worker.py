@@ -38,7 +38,7 @@ def run_worker() -> None:
             ensure_current(runtime.engine)
         except SchemaMismatch as exc:
             log.error("cannot start", extra={"reason": str(exc)})
-            raise SystemExit(1) from None
+            raise SystemExit(2) from None
         runtime.key_store.ensure()
         sequencer = Sequencer(
             runtime.sessionmaker, runtime.key_store, log_origin(settings.public_url)
