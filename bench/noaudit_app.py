@@ -22,7 +22,7 @@ def _skip_events(dialect: Any, rows: Any) -> PreparedInsert:
     return PreparedInsert(dialect.name, None, None)
 
 
-def _no_event(ctx: Any, status: int) -> dict[str, object]:
+def _no_event(ctx: Any, status: int, *, now: Any = None) -> dict[str, object]:
     """Nor built: only the id a request is marked with."""
     return {"id": "bench-no-audit"}
 
