@@ -227,7 +227,7 @@ async def _run(request: Request, endpoint: str) -> Response:
         if body["error"] == "invalid_client":
             await run_in_threadpool(throttle.failed, ctx.ip, claimed)
             if verdict.failures_braked is not None:  # the address has failed too often
-                return _throttled(ctx, verdict.failures_braked)
+                return _throttled(ctx, verdict.failures_braked, failed=True)
     elif endpoint == "token" and isinstance(body, dict):
         ctx.details["scope"] = body.get("scope")
     response_headers = dict(headers)
@@ -241,8 +241,13 @@ async def _run(request: Request, endpoint: str) -> Response:
     )
 
 
-def _throttled(ctx: RequestAudit, verdict: Verdict) -> Response:
-    ctx.details["error"] = "throttled"
+def _throttled(ctx: RequestAudit, verdict: Verdict, *, failed: bool = False) -> Response:
+    """429 for a brake; ``failed``: the credentials were checked and wrong (the trail keeps
+    ``invalid_client``, what compliance looks for in brute force)."""
+    if failed:
+        ctx.details["throttled"] = True
+    else:
+        ctx.details["error"] = "throttled"
     return _error(
         429,
         "invalid_request",

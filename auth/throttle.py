@@ -9,8 +9,9 @@ An exhausted client id's failure budget refuses that id's requests before they a
 verified. An exhausted address's failure budget does not refuse a client that then
 authenticates: many platforms reach the API through one egress address, and one of them
 with a wrong secret (or a scanner next to them) must not lock the others out. Their
-failures are refused as ``429`` instead of ``401`` (:attr:`Verdict.failures_braked`); the
-per-address request budget still bounds what an address may try.
+failures are answered ``429`` instead of ``401`` (:attr:`Verdict.failures_braked`); past
+ten times the budget (``FAILURE_CAP_FACTOR``) the address is refused before verification,
+as a client id is.
 """
 
 from __future__ import annotations
@@ -33,6 +34,13 @@ FAILURES_PER_ADDRESS = RatePlan(
 FAILURES_PER_CLIENT = RatePlan(
     "oauth-fail-client", requests_per_second=1.0, burst=10, daily_quota=10_000_000
 )
+
+
+FAILURE_CAP_FACTOR = 10
+"""An address whose failures exceed ten times its failure budget (300 at once by default,
+then 5 a second) is refused before anything is verified, whoever it claims to be: past
+the budget itself its failures are only answered 429, and each verification still tells
+right from wrong."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,12 @@ class TokenEndpointThrottle:
         self._limiter = limiter
         self._per_address = per_address
         self._failures_per_address = failures_per_address
+        self._failure_cap_per_address = RatePlan(
+            "oauth-fail-address-cap",
+            requests_per_second=failures_per_address.requests_per_second * FAILURE_CAP_FACTOR,
+            burst=failures_per_address.burst * FAILURE_CAP_FACTOR,
+            daily_quota=failures_per_address.daily_quota,
+        )
 
     def admit(self, ip: str | None, client_id: str | None) -> Verdict:
         """Spend one request and check the failure budgets (without spending them)."""
@@ -71,7 +85,8 @@ class TokenEndpointThrottle:
                 (self._per_address, self._limiter.acquire(f"oauth:ip:{ip}", self._per_address))
             ]
             address_failures = self._limiter.peek(f"oauth:fail:ip:{ip}", self._failures_per_address)
-            peeked = []
+            cap = self._failure_cap_per_address
+            peeked = [(cap, self._limiter.peek(f"oauth:failcap:ip:{ip}", cap))]
             if client_id:
                 spent.append(
                     (
@@ -105,6 +120,7 @@ class TokenEndpointThrottle:
     def failed(self, ip: str | None, client_id: str | None) -> None:
         try:
             self._limiter.acquire(f"oauth:fail:ip:{ip}", self._failures_per_address)
+            self._limiter.acquire(f"oauth:failcap:ip:{ip}", self._failure_cap_per_address)
             if client_id:
                 self._limiter.acquire(f"oauth:fail:cid:{client_id}", FAILURES_PER_CLIENT)
         except LimiterUnavailable:

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from auth.throttle import FAILURE_CAP_FACTOR
 from service.app import create_app
+from service.models import AuditEvent
 from service.settings import Settings
 from tests.conftest import make_settings
 from tests.fixtures.factories import Factory
@@ -74,6 +77,30 @@ def test_failed_attempts_per_address_are_braked(
     granted = strict_client.post("/oauth/token", data=GRANT, headers=creds.basic())
     assert granted.status_code == 200, granted.text
     assert "access_token" in granted.json()
+    # Past ten times the budget, the address is refused before anything is verified.
+    for i in range(10, 10 + 5 * FAILURE_CAP_FACTOR * 2):  # beyond what refills meanwhile
+        strict_client.post("/oauth/token", data=GRANT, headers=_basic(f"cs_unknown{i}", "x"))
+    capped = strict_client.post("/oauth/token", data=GRANT, headers=creds.basic())
+    assert capped.status_code == 429
+    assert int(capped.headers["retry-after"]) >= 1
+
+
+def test_a_braked_failure_is_still_an_invalid_client_in_the_trail(
+    strict_client: TestClient, factory: Factory
+) -> None:
+    for i in range(6):
+        strict_client.post("/oauth/token", data=GRANT, headers=_basic(f"cs_nobody{i}", "x"))
+    braked = strict_client.post("/oauth/token", data=GRANT, headers=_basic("cs_nobody9", "x"))
+    assert braked.status_code == 429
+    sessions = strict_client.app.state.sessionmaker  # type: ignore[attr-defined]
+    with sessions() as session:
+        details = session.scalars(
+            select(AuditEvent.details).where(
+                AuditEvent.request_id == braked.headers["x-request-id"]
+            )
+        ).one()
+    assert details["error"] == "invalid_client"
+    assert details["throttled"] is True
 
 
 def test_token_endpoint_answers_carry_ratelimit_fields(
