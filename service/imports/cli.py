@@ -24,6 +24,7 @@ from service.imports.console import (
     EXIT_DATABASE,
     EXIT_OK,
     EXIT_REJECTED,
+    Store,
     byte_progress,
     fail,
     open_store,
@@ -41,23 +42,30 @@ EXIT_INTERRUPTED_STATUS = 499
 """The audit status of an interrupted run (an error outcome: it did not finish)."""
 
 
-class _TerminateAsInterrupt:
-    """While an import runs, SIGTERM stops it as Ctrl-C does (the batch in progress rolled
-    back, a message and an audit event), instead of killing the process mid-batch."""
+class _StopRequests:
+    """While an import runs, Ctrl-C or SIGTERM asks it to stop at the next chunk boundary,
+    never inside a batch's commit: the batches committed so far stay and are counted, the
+    one being filled is dropped. A second signal stops at once (``KeyboardInterrupt``)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self._previous: object = None
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopRequests:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._interrupt)
+            self._previous = {sig: signal.signal(sig, self._request) for sig in self.SIGNALS}
+        return self
 
-    @staticmethod
-    def _interrupt(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+    def __exit__(self, *_exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
 
-    def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)  # type: ignore[arg-type]
-            self._previous = None
+    def _request(self, _signum: int, _frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
 
 
 def _stored(counts: dict[str, object]) -> str:
@@ -105,9 +113,8 @@ def import_command(
     err = Console(stderr=True)
     out = Console()
     handle, size = _open(file, err)
-    terminated = _TerminateAsInterrupt()
     try:
-        with open_store(err) as store:
+        with open_store(err) as store, _StopRequests() as stop:
             pipeline = ImportPipeline(
                 store.sessions, store.keyring, actor=f"cli:{operator()}", dry_run=dry_run
             )
@@ -115,11 +122,12 @@ def import_command(
             try:
                 with byte_progress(err) as progress:
                     task = progress.add_task("importing", total=size)
-                    while chunk := handle.read(CHUNK_BYTES):
+                    while not stop.requested and (chunk := handle.read(CHUNK_BYTES)):
                         pipeline.process(splitter.feed(chunk))
                         progress.advance(task, len(chunk))
-                    pipeline.process(splitter.close())
-                    report = pipeline.finish()
+                    if not stop.requested:
+                        pipeline.process(splitter.close())
+                        report = pipeline.finish()
             except SQLAlchemyError as exc:
                 pipeline.close()
                 raise fail(
@@ -128,25 +136,8 @@ def import_command(
                     "batches stored before stay stored, importing again is safe",
                     EXIT_DATABASE,
                 ) from None
-            except KeyboardInterrupt:
-                pipeline.close()
-                counts = pipeline.report.counts()
-                record_run(
-                    store,
-                    command="creditshare import",
-                    action="import.run",
-                    status=EXIT_INTERRUPTED_STATUS,
-                    details={**counts, "interrupted": True},
-                    target_type="import",
-                    target_id=file.name[:200] or "-",
-                )
-                raise fail(
-                    err,
-                    f"interrupted after {pipeline.report.lines} lines: the batches committed "
-                    f"before stay ({_stored(counts)}); importing the same file again "
-                    "completes it",
-                    EXIT_INTERRUPTED,
-                ) from None
+            if stop.requested:
+                raise _interrupted(store, pipeline, file, err)
             record_run(
                 store,
                 command="creditshare import",
@@ -157,9 +148,31 @@ def import_command(
                 target_id=file.name[:200] or "-",
             )
     finally:
-        terminated.restore()
         if handle is not sys.stdin.buffer:
             handle.close()
     out.print(summary_table(report, f"Import of {file.name or 'stdin'}"))
     print_rejections(err, report, show_errors)
     raise typer.Exit(EXIT_OK if report.rejected_count == 0 else EXIT_REJECTED)
+
+
+def _interrupted(store: Store, pipeline: ImportPipeline, file: Path, err: Console) -> typer.Exit:
+    """Stopped on request: the batch being filled is dropped; what was committed is told
+    and recorded (an ``import.run`` event marked interrupted)."""
+    pipeline.close()
+    report = pipeline.report
+    counts = report.counts()
+    record_run(
+        store,
+        command="creditshare import",
+        action="import.run",
+        status=EXIT_INTERRUPTED_STATUS,
+        details={**counts, "interrupted": True},
+        target_type="import",
+        target_id=file.name[:200] or "-",
+    )
+    if report.dry_run:
+        told = "a dry run: nothing was written"
+    else:
+        told = f"the batches committed stay ({_stored(counts)}); importing the same file again "
+        told += "completes it"
+    return fail(err, f"interrupted after {report.lines} lines: {told}", EXIT_INTERRUPTED)

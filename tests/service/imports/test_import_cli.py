@@ -162,8 +162,9 @@ def test_unmigrated_database_exits_2(tmp_path: Path, scratch_database: Callable[
 def test_sigterm_stops_between_batches_and_a_second_import_completes(
     database: tuple[str, Engine], tmp_path: Path
 ) -> None:
-    """Stopped mid-way (SIGTERM, as Ctrl-C), an import rolls back only the batch in
-    progress, says so, exits 130 and leaves an event; the same import again completes it."""
+    """Stopped mid-way (SIGTERM, as Ctrl-C), an import stops between batches (the one being
+    filled is dropped), says what it stored, exits 130 and leaves an event; the same import
+    again completes it."""
     url, engine = database
     lines = [line for line in generate(40_000) if line["kind"] == "merchant"]
     file = tmp_path / "big.ndjson"
@@ -201,6 +202,9 @@ def test_sigterm_stops_between_batches_and_a_second_import_completes(
         ).one()
     assert event.status == 499
     assert event.details["interrupted"] is True
+    # Stopped between batches: what it says it stored is what the database holds.
+    assert event.details["accepted"] == stored
+    assert f"{stored} accepted" in message
 
     again = subprocess.run(command, env=env, capture_output=True, timeout=120, check=False)
     assert again.returncode == 0, again.stderr.decode()
