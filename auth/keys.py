@@ -9,6 +9,7 @@ verify until then; after that it is gone from the JWKS and verifies nothing.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from joserfc.jwk import ECKey, KeySet, OKPKey
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from service.crypto import KeyRing
@@ -26,6 +28,7 @@ from service.db.base import utcnow
 from service.ids import new_id
 from service.models import SigningKey
 
+log = logging.getLogger("creditshare.keys")
 TOKEN_USE = "token"
 AUDIT_USE = "audit"
 TOKEN_ALG = "ES256"
@@ -69,6 +72,7 @@ class KeyStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._reloading = threading.Lock()
+        self._failed_at = float("-inf")
         self._view = KeyView()
         self._forced_at = float("-inf")
 
@@ -79,8 +83,18 @@ class KeyStore:
         view = self._view
         if self._clock() - view.loaded_at > max_age:
             with self._reloading:  # one reload for the threads that found it stale at once
-                if self._clock() - self._view.loaded_at > max_age:
-                    self.refresh()
+                now = self._clock()
+                if now - self._view.loaded_at > max_age and now - self._failed_at > max_age:
+                    try:
+                        self.refresh()
+                    except SQLAlchemyError:
+                        # Asked fresher than usual (the JWKS, new tokens): a database that
+                        # cannot answer just now leaves the keys of the usual reload in force
+                        # (and is asked again after max_age, not by every caller meanwhile).
+                        if now - self._view.loaded_at > REFRESH_SECONDS:
+                            raise
+                        self._failed_at = now
+                        log.warning("keys not reloaded: the database did not answer")
             view = self._view
         return view
 

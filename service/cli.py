@@ -107,7 +107,10 @@ def db_upgrade() -> None:
 def clients_create(
     name: Annotated[str, typer.Option("--name", help="Client name")],
     scopes: Annotated[
-        str, typer.Option("--scopes", help='Space-separated, e.g. "credit:check credit:detail"')
+        str,
+        typer.Option(
+            "--scopes", help='Space- or comma-separated, e.g. "credit:check credit:detail"'
+        ),
     ],
     purposes: Annotated[
         str | None,
@@ -131,7 +134,7 @@ def clients_create(
 
     from auth.registry import create_client
     from schemas.clients import ClientCreate
-    from service.imports.console import open_store, record_run
+    from service.imports.console import open_store, record_run_in
     from service.models import RatePlanRow
     from service.problems import ProblemError
 
@@ -150,6 +153,15 @@ def clients_create(
             with store.sessions() as session, session.begin():
                 row, secret = create_client(session, data)
                 client_id = row.client_id
+                record_run_in(
+                    session,
+                    command="creditshare clients create",
+                    action="client.create",
+                    status=201,
+                    details={"name": name, "scopes": sorted(data.scopes), "rate_plan": rate_plan},
+                    target_type="client",
+                    target_id=client_id,
+                )
         except ProblemError as exc:
             detail = "; ".join(f"{f}: {m}" for f, m in exc.errors) or _problem_text(exc)
             if any(field == "rate_plan" for field, _ in exc.errors):
@@ -157,15 +169,6 @@ def clients_create(
                     names = session.scalars(select(RatePlanRow.name).order_by(RatePlanRow.name))
                     detail += f" (plans: {', '.join(names)})"
             raise _fail(detail) from None
-        record_run(
-            store,
-            command="creditshare clients create",
-            action="client.create",
-            status=201,
-            details={"name": name, "scopes": sorted(data.scopes), "rate_plan": rate_plan},
-            target_type="client",
-            target_id=client_id,
-        )
     if as_json:
         typer.echo(json.dumps({"client_id": client_id, "client_secret": secret}))
     else:

@@ -31,7 +31,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from audit.context import RequestAudit
-from audit.recorder import record_standalone
+from audit.recorder import record_in_session, record_standalone
 from service.crypto import KeyRing, load_keyring
 from service.ids import new_id
 from service.imports.pipeline import ImportReport
@@ -112,12 +112,40 @@ def record_run(
     target_type: str | None = None,
     target_id: str | None = None,
 ) -> None:
-    """One audit event for a command run (counts and names only, never data or secrets)."""
+    """One audit event for a command run (counts and names only, never data or secrets),
+    in a transaction of its own."""
+    ctx = _run_context(command, action, details, target_type, target_id)
+    record_standalone(store.sessions, ctx, status)
+
+
+def record_run_in(
+    session: Session,
+    *,
+    command: str,
+    action: str,
+    status: int,
+    details: dict[str, object],
+    target_type: str | None = None,
+    target_id: str | None = None,
+) -> None:
+    """:func:`record_run` in the caller's transaction: the change and its event commit
+    together, or neither does."""
+    ctx = _run_context(command, action, details, target_type, target_id)
+    record_in_session(session, ctx, status)
+
+
+def _run_context(
+    command: str,
+    action: str,
+    details: dict[str, object],
+    target_type: str | None,
+    target_id: str | None,
+) -> RequestAudit:
     ctx = RequestAudit(request_id=new_id("cli"), ip=None, method="CLI", path=command)
     ctx.set_actor(f"cli:{operator()}", f"{operator()} ({command})", "operator")
     ctx.action, ctx.target_type, ctx.target_id = action, target_type, target_id
     ctx.details.update(details)
-    record_standalone(store.sessions, ctx, status)
+    return ctx
 
 
 def byte_progress(console: Console) -> Progress:

@@ -12,8 +12,9 @@ from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import ECKey
+from sqlalchemy.exc import OperationalError
 
-from auth.keys import KeyStore
+from auth.keys import PUBLISHED_SECONDS, REFRESH_SECONDS, KeyStore
 from tests.fixtures.factories import Factory
 from tests.fixtures.routes import api_routes
 
@@ -280,16 +281,20 @@ def test_a_rotation_by_another_process_is_published_and_used_within_a_second(
     old_kid = state.key_store.view().token_signer.kid
     creds = factory.client("admin:clients")
     factory.token(creds)
+    rotated_at = time.monotonic()
     new_kid = KeyStore(state.sessionmaker, state.keyring, overlap_seconds=600).rotate("token")
-    deadline = time.monotonic() + 10
-    while True:
-        kids = {k["kid"] for k in client.get("/oauth/jwks").json()["keys"]}
-        if new_kid in kids or time.monotonic() > deadline:
-            break
+
+    def kid_of_a_new_token() -> str:
+        token = factory.token(creds)
+        return str(json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"])
+
+    # The token endpoint first, before anything else could reload the keys for it.
+    while kid_of_a_new_token() != new_kid:
+        # Far below the 30 s reload of everything else: only the early reload gets here.
+        assert time.monotonic() - rotated_at < 15, "new tokens still signed with the old key"
         time.sleep(0.1)
+    kids = {k["kid"] for k in client.get("/oauth/jwks").json()["keys"]}
     assert {old_kid, new_kid} <= kids
-    token = factory.token(creds)
-    assert json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"] == new_kid
 
 
 def test_key_rotation_overlap_then_retirement(client: TestClient, factory: Factory) -> None:
@@ -358,3 +363,33 @@ def test_every_v1_route_declares_a_scope(client: TestClient) -> None:
     assert len(routes) >= 20  # the walk really sees the route table
     unscoped = [f"{sorted(r.methods)} {r.path}" for r in routes if not r.scopes]
     assert unscoped == []
+
+
+def test_keys_asked_fresh_survive_a_database_that_does_not_answer(client: TestClient) -> None:
+    """The JWKS and new tokens ask for keys at most a second old; a database that cannot
+    answer then leaves the keys of the usual 30-second reload in force, and is asked again
+    a second later, not by every caller; past 30 seconds the failure is the caller's."""
+    state = client.app.state  # type: ignore[attr-defined]
+    now = [1000.0]
+    calls: list[float] = []
+    healthy = True
+
+    def sessions() -> Any:
+        calls.append(now[0])
+        if not healthy:
+            raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+        return state.sessionmaker()
+
+    store = KeyStore(sessions, state.keyring, overlap_seconds=600, clock=lambda: now[0])
+    kids = store.view().token_kids
+    healthy = False
+    now[0] += 2
+    assert store.view(max_age=PUBLISHED_SECONDS).token_kids == kids  # the keys in force
+    assert store.view(max_age=PUBLISHED_SECONDS).token_kids == kids
+    assert len(calls) == 2  # asked once, not by each caller
+    now[0] += 2
+    store.view(max_age=PUBLISHED_SECONDS)
+    assert len(calls) == 3  # asked again a second later
+    now[0] += REFRESH_SECONDS
+    with pytest.raises(OperationalError):
+        store.view(max_age=PUBLISHED_SECONDS)
