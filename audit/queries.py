@@ -37,6 +37,7 @@ __all__ = [
     "consistency",
     "export_stream",
     "get_event",
+    "holds_merchant",
     "latest_checkpoint",
     "list_events",
     "log_origin_in",
@@ -330,6 +331,11 @@ def _one_by_one(session: Session, first: int, last: int) -> Iterator[tuple[int, 
 
 
 # ---- access log and statistics ------------------------------------------------------------
+
+
+def holds_merchant(session: Session, uscc: str) -> bool:
+    """Whether the registry holds ``uscc`` (see ``repository.holds_merchant``)."""
+    return repo.holds_merchant(session, uscc)
 
 
 def access_log(

@@ -40,7 +40,7 @@ from sqlalchemy.types import NullType
 
 from audit.documents import format_timestamp, utc_text
 from service.db.bulk_insert import BulkInsert
-from service.models import AuditCheckpoint, AuditEvent, AuditLogEntry, Lease
+from service.models import AuditCheckpoint, AuditEvent, AuditLogEntry, Lease, Merchant
 
 SEQUENCER_LOCK_KEY: Final = 0x6373_6175_6469_74  # "csaudit": the PostgreSQL advisory lock
 
@@ -572,6 +572,13 @@ def _shanghai_day(session: Session) -> ColumnElement[str]:
             func.timezone("Asia/Shanghai", AuditEvent.occurred_at), literal_column("'YYYY-MM-DD'")
         )
     return cast(func.date(AuditEvent.occurred_at, "+8 hours"), String)
+
+
+def holds_merchant(session: Session, uscc: str) -> bool:
+    """Whether the registry holds ``uscc`` (a code failing its check character is only
+    a code at all if the registry holds it as a legacy code)."""
+    found = session.scalar(select(Merchant.uscc).where(Merchant.uscc == uscc).limit(1))
+    return found is not None
 
 
 def check_stats(

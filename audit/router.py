@@ -311,17 +311,16 @@ def access_log(
     limit: Limit = DEFAULT_PAGE_SIZE,
     cursor: Cursor = None,
 ) -> dict[str, Any]:
-    """Who checked this merchant, when and why (purpose, verdict), newest first. A code of
-    the wrong length or with characters a code never has is `422 invalid-uscc`; one that
-    fails only its check character may be a legacy code the registry holds, and is looked
-    up."""
+    """Who checked this merchant, when and why (purpose, verdict), newest first. An invalid
+    code is `422 invalid-uscc` with the reason, unless the registry holds it as a legacy
+    code (one failing only its check character)."""
     code = normalize_uscc(uscc)
     ctx = request.state.audit
     ctx.action = "audit.access_log"
     try:
         validate_uscc(code)
     except USCCError as exc:
-        if exc.reason != "checksum":
+        if exc.reason != "checksum" or not queries.holds_merchant(session, code):
             raise ProblemError("invalid-uscc", extra={"reason": exc.reason}) from None
     ctx.target_type, ctx.target_id = "merchant", code[:200]
     ctx.uscc = code[:18]

@@ -502,18 +502,24 @@ def test_merchant_access_log(client: TestClient, factory: Factory) -> None:
     assert len(own["items"]) == 2
 
 
-def test_access_log_of_a_malformed_code_is_422(client: TestClient, factory: Factory) -> None:
-    """A code no merchant can have is refused with its reason; one failing only its check
-    character may be a legacy code the registry holds, and is looked up."""
+def test_access_log_of_an_invalid_code_is_422(client: TestClient, factory: Factory) -> None:
+    """An invalid code is refused with its reason, unless the registry holds it as a legacy
+    code (one failing only its check character), whose log is read."""
     headers = factory.headers("audit:read")
-    for code, reason in (("abc", "length"), ("91440300708461136I", "charset")):
+    legacy = "91440300708461136A"
+    for code, reason in (
+        ("abc", "length"),
+        ("91440300708461136I", "charset"),
+        (legacy, "checksum"),
+    ):
         response = client.get(f"/v1/audit/merchants/{code}/access-log", headers=headers)
         assert response.status_code == 422, response.text
         assert response.json()["type"].endswith("/problems/invalid-uscc")
         assert response.json()["reason"] == reason
-    legacy = client.get("/v1/audit/merchants/91440300708461136A/access-log", headers=headers)
-    assert legacy.status_code == 200
-    assert legacy.json()["items"] == []
+    factory.merchant(legacy, legacy_code=True)
+    held = client.get(f"/v1/audit/merchants/{legacy}/access-log", headers=headers)
+    assert held.status_code == 200
+    assert held.json()["items"] == []
 
 
 def test_stats_per_client_day_and_verdict(client: TestClient, factory: Factory) -> None:
@@ -524,7 +530,13 @@ def test_stats_per_client_day_and_verdict(client: TestClient, factory: Factory) 
     day2 = datetime(2025, 3, 1, 16, 0, tzinfo=UTC)  # 00:00 in Shanghai: 2025-03-02
     check = "credit_check.create"
     ids = add_events(
-        maker, 2, client_id=a, action=check, details={"verdict": "CLEAR"}, occurred_at=day1
+        maker,
+        2,
+        client_id=a,
+        action=check,
+        status=201,  # single checks
+        details={"verdict": "CLEAR"},
+        occurred_at=day1,
     )
     ids += add_events(
         maker, 1, client_id=a, action=check, details={"verdict": "RESTRICTED"}, occurred_at=day2
