@@ -27,8 +27,9 @@ install: $(RUN_STAMP)
 install-dev: $(STAMP)
 
 ## make run: set everything up and serve the API on the embedded default (SQLite).
-# The issuer is where it is served (HOST, PORT), unless CREDITSHARE_PUBLIC_URL says otherwise.
-run: export CREDITSHARE_PUBLIC_URL ?= http://$(HOST):$(PORT)
+# The issuer is where it is served (HOST, PORT; 127.0.0.1 when bound to every interface),
+# unless CREDITSHARE_PUBLIC_URL says otherwise.
+run: export CREDITSHARE_PUBLIC_URL ?= http://$(if $(filter 0.0.0.0,$(HOST)),127.0.0.1,$(HOST)):$(PORT)
 run: $(RUN_STAMP)
 	$(BIN)/creditshare db upgrade
 	$(BIN)/creditshare demo seed --merchants 2000 --if-empty

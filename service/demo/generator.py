@@ -659,7 +659,7 @@ def _published_examples() -> list[dict[str, object]]:
     and marked as demo data so that a demo never attributes a record to them.
     """
     ref = REFERENCE_DATE
-    # Bodies "MA6..."/"MA7..." lie outside what _org_body can produce (see _org_body).
+    # A body "MA6..." lies outside what _org_body can produce (see _org_body).
     individual = _uscc("92", "120103", "MA6T4KX2")
     serious_decided = add_months(ref, -5)
     penalty_decided = add_months(ref, -2)
