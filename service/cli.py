@@ -134,7 +134,7 @@ def clients_create(
 
     from auth.registry import create_client
     from schemas.clients import ClientCreate
-    from service.imports.console import open_store, record_run_in
+    from service.imports.console import CommandRun, open_store, record_run_in
     from service.models import RatePlanRow
     from service.problems import ProblemError
 
@@ -155,12 +155,18 @@ def clients_create(
                 client_id = row.client_id
                 record_run_in(
                     session,
-                    command="creditshare clients create",
-                    action="client.create",
-                    status=201,
-                    details={"name": name, "scopes": sorted(data.scopes), "rate_plan": rate_plan},
-                    target_type="client",
-                    target_id=client_id,
+                    CommandRun(
+                        command="creditshare clients create",
+                        action="client.create",
+                        status=201,
+                        details={
+                            "name": name,
+                            "scopes": sorted(data.scopes),
+                            "rate_plan": rate_plan,
+                        },
+                        target_type="client",
+                        target_id=client_id,
+                    ),
                 )
         except ProblemError as exc:
             detail = "; ".join(f"{f}: {m}" for f, m in exc.errors) or _problem_text(exc)
@@ -203,7 +209,7 @@ def keys_rotate(
     from rich.console import Console
 
     from auth.keys import AUDIT_USE, TOKEN_USE, KeyStore
-    from service.imports.console import open_store, record_run
+    from service.imports.console import CommandRun, open_store, record_run
 
     if use not in (TOKEN_USE, AUDIT_USE):
         raise _fail("--use must be token or audit")
@@ -214,12 +220,14 @@ def keys_rotate(
         kid = keys.rotate(use)
         record_run(
             store,
-            command="creditshare keys rotate",
-            action="keys.rotate",
-            status=200,
-            details={"use": use, "overlap_seconds": overlap},
-            target_type="signing_key",
-            target_id=kid,
+            CommandRun(
+                command="creditshare keys rotate",
+                action="keys.rotate",
+                status=200,
+                details={"use": use, "overlap_seconds": overlap},
+                target_type="signing_key",
+                target_id=kid,
+            ),
         )
     typer.echo(f"new {use} key: {kid} (previous key published for {overlap} s more)")
 

@@ -26,6 +26,7 @@ from service.imports.console import (
     EXIT_DATABASE,
     EXIT_OK,
     EXIT_REJECTED,
+    CommandRun,
     Store,
     count_progress,
     fail,
@@ -96,12 +97,14 @@ def seed(
             ) from None
         record_run(
             store,
-            command="creditshare demo seed",
-            action="import.run",
-            status=200,
-            details={**report.counts(), "demo_merchants": merchants, "demo_seed": seed_value},
-            target_type="import",
-            target_id="demo",
+            CommandRun(
+                command="creditshare demo seed",
+                action="import.run",
+                status=200,
+                details={**report.counts(), "demo_merchants": merchants, "demo_seed": seed_value},
+                target_type="import",
+                target_id="demo",
+            ),
         )
     out.print(summary_table(report, f"Demo registry ({merchants} merchants, seed {seed_value})"))
     print_rejections(err, report, 20)
@@ -127,12 +130,18 @@ def client(
             raise fail(err, f"cannot set up the demo client ({exc.slug})") from None
         record_run(
             store,
-            command="creditshare demo client",
-            action="client.create" if demo.created else "client.rotate_secret",
-            status=201 if demo.created else 200,
-            details={"name": DEMO_CLIENT, "scopes": demo.scope, "secret_rotated": not demo.created},
-            target_type="client",
-            target_id=demo.client_id,
+            CommandRun(
+                command="creditshare demo client",
+                action="client.create" if demo.created else "client.rotate_secret",
+                status=201 if demo.created else 200,
+                details={
+                    "name": DEMO_CLIENT,
+                    "scopes": demo.scope,
+                    "secret_rotated": not demo.created,
+                },
+                target_type="client",
+                target_id=demo.client_id,
+            ),
         )
         base = store.settings.public_url
     if as_json:

@@ -24,6 +24,7 @@ from service.imports.console import (
     EXIT_DATABASE,
     EXIT_OK,
     EXIT_REJECTED,
+    CommandRun,
     Store,
     byte_progress,
     fail,
@@ -140,12 +141,14 @@ def import_command(
                 raise _interrupted(store, pipeline, file, err)
             record_run(
                 store,
-                command="creditshare import",
-                action="import.run",
-                status=200,
-                details=report.counts(),
-                target_type="import",
-                target_id=file.name[:200] or "-",
+                CommandRun(
+                    command="creditshare import",
+                    action="import.run",
+                    status=200,
+                    details=report.counts(),
+                    target_type="import",
+                    target_id=file.name[:200] or "-",
+                ),
             )
     finally:
         if handle is not sys.stdin.buffer:
@@ -163,12 +166,14 @@ def _interrupted(store: Store, pipeline: ImportPipeline, file: Path, err: Consol
     counts = report.counts()
     record_run(
         store,
-        command="creditshare import",
-        action="import.run",
-        status=EXIT_INTERRUPTED_STATUS,
-        details={**counts, "interrupted": True},
-        target_type="import",
-        target_id=file.name[:200] or "-",
+        CommandRun(
+            command="creditshare import",
+            action="import.run",
+            status=EXIT_INTERRUPTED_STATUS,
+            details={**counts, "interrupted": True},
+            target_type="import",
+            target_id=file.name[:200] or "-",
+        ),
     )
     if report.dry_run:
         told = "a dry run: nothing was written"

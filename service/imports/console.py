@@ -102,50 +102,34 @@ def _large_sqlite_cache(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def record_run(
-    store: Store,
-    *,
-    command: str,
-    action: str,
-    status: int,
-    details: dict[str, object],
-    target_type: str | None = None,
-    target_id: str | None = None,
-) -> None:
-    """One audit event for a command run (counts and names only, never data or secrets),
-    in a transaction of its own."""
-    ctx = _run_context(command, action, details, target_type, target_id)
-    record_standalone(store.sessions, ctx, status)
+@dataclass(frozen=True, slots=True)
+class CommandRun:
+    """What the audit trail keeps of a command run: counts and names, never data or secrets."""
+
+    command: str
+    action: str
+    status: int
+    details: dict[str, object]
+    target_type: str | None = None
+    target_id: str | None = None
+
+    def context(self) -> RequestAudit:
+        ctx = RequestAudit(request_id=new_id("cli"), ip=None, method="CLI", path=self.command)
+        ctx.set_actor(f"cli:{operator()}", f"{operator()} ({self.command})", "operator")
+        ctx.action, ctx.target_type, ctx.target_id = self.action, self.target_type, self.target_id
+        ctx.details.update(self.details)
+        return ctx
 
 
-def record_run_in(
-    session: Session,
-    *,
-    command: str,
-    action: str,
-    status: int,
-    details: dict[str, object],
-    target_type: str | None = None,
-    target_id: str | None = None,
-) -> None:
-    """:func:`record_run` in the caller's transaction: the change and its event commit
+def record_run(store: Store, run: CommandRun) -> None:
+    """The run's audit event, in a transaction of its own."""
+    record_standalone(store.sessions, run.context(), run.status)
+
+
+def record_run_in(session: Session, run: CommandRun) -> None:
+    """The run's audit event in the caller's transaction: the change and its event commit
     together, or neither does."""
-    ctx = _run_context(command, action, details, target_type, target_id)
-    record_in_session(session, ctx, status)
-
-
-def _run_context(
-    command: str,
-    action: str,
-    details: dict[str, object],
-    target_type: str | None,
-    target_id: str | None,
-) -> RequestAudit:
-    ctx = RequestAudit(request_id=new_id("cli"), ip=None, method="CLI", path=command)
-    ctx.set_actor(f"cli:{operator()}", f"{operator()} ({command})", "operator")
-    ctx.action, ctx.target_type, ctx.target_id = action, target_type, target_id
-    ctx.details.update(details)
-    return ctx
+    record_in_session(session, run.context(), run.status)
 
 
 def byte_progress(console: Console) -> Progress:
