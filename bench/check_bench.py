@@ -292,7 +292,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
-        "--rounds", type=int, default=3, help="alternating check and bare runs (median ratio)"
+        "--rounds", type=int, default=5, help="alternating check and bare runs (median ratio)"
     )
     parser.add_argument("--batch-runs", type=int, default=10)
     parser.add_argument("--only-check", action="store_true", help="skip the bare run and batches")
