@@ -132,9 +132,7 @@ async def with_rate_state(result: CheckResult, gate: RateGate) -> CheckResult:
     on a thread)."""
     if not lacks_rate_state(result):
         return result
-    refusal = ProblemError(str(result.problem), extra=result.problem_extra)
-    refusal = await asyncio.to_thread(gate.with_current_headers, refusal)
-    return replace(result, headers=refusal.headers)
+    return replace(result, headers=await asyncio.to_thread(gate.current_headers))
 
 
 def created_headers(result: CheckResult) -> dict[str, str]:

@@ -180,16 +180,19 @@ class RateGate:
             raise unavailable() from None
         return admitted(plan, charged, decision)
 
-    def with_current_headers(self, refusal: ProblemError) -> ProblemError:
-        """``refusal`` (one that costs nothing: a malformed code, a purpose not allowed)
-        with the client's rate-limit headers as they stand, as every response of a
-        rate-limited endpoint carries them; as it was if the limiter cannot say. Blocking
-        (the limiter, the plan cache): on a thread."""
+    def current_headers(self) -> dict[str, str]:
+        """The client's rate-limit headers as they stand, charging nothing, for a refusal
+        that costs nothing (every response of a rate-limited endpoint carries them); none
+        if the limiter cannot say. Blocking (the limiter, the plan cache): on a thread."""
         try:
             plan, decision = self.peek()
         except ProblemError:
-            return refusal
-        refusal.headers = {**ratelimit_headers(plan, decision), **refusal.headers}
+            return {}
+        return ratelimit_headers(plan, decision)
+
+    def with_current_headers(self, refusal: ProblemError) -> ProblemError:
+        """``refusal`` with :meth:`current_headers` added (blocking, as it)."""
+        refusal.headers = {**self.current_headers(), **refusal.headers}
         return refusal
 
     def peek(self) -> tuple[RatePlan, Decision]:
